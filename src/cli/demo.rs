@@ -1,0 +1,179 @@
+//! `demo` and `sandbox`: run restsync against the built-in emulator.
+
+use super::exit;
+use crate::config;
+use crate::sandbox::{self, Kind, Sandbox, SandboxOptions};
+use crate::store::{Db, Store};
+use crate::sync::{CycleOptions, CycleReport, Engine};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Edits a person might make with `sqlite3`, pushed upstream by the second cycle.
+const DEMO_EDITS: &[&str] = &[
+    "INSERT INTO phone_numbers (contact_id, type, number, extension, description) \
+     VALUES (1935038, 2, '0912345678', NULL, '示範：新增的手機')",
+    "UPDATE addresses SET description = '示範：更新的備註' \
+     WHERE local_id = (SELECT min(local_id) FROM addresses)",
+    "INSERT INTO smart_numbers (user_id, phone_b, description) \
+     VALUES (40, '79161234567', 'демо: новый умный номер')",
+    "DELETE FROM smart_numbers WHERE local_id = (SELECT max(local_id) FROM smart_numbers WHERE id IS NOT NULL)",
+];
+
+pub async fn serve_sandbox(firstline_port: u16, plusofon_port: u16, seed: u64, records: usize, faults: Option<&str>) -> i32 {
+    let faults = match faults.map(sandbox::parse_faults).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("restsync: --faults: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let opts = SandboxOptions {
+        firstline_port,
+        plusofon_port,
+        seed,
+        records,
+        faults,
+        ..SandboxOptions::default()
+    };
+    let sandbox = match Sandbox::start(opts.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("restsync: cannot start the sandbox: {e}");
+            return exit::FATAL;
+        }
+    };
+    println!("Firstline sandbox: {}  (token {})", sandbox.firstline_url(), opts.firstline_token);
+    println!(
+        "Plusofon sandbox:  {}  (token {}, client {})",
+        sandbox.plusofon_url(),
+        opts.plusofon_token,
+        opts.plusofon_client
+    );
+    println!("Ctrl-C stops it.");
+    let _ = tokio::signal::ctrl_c().await;
+    sandbox.shutdown().await;
+    exit::OK
+}
+
+pub fn sandbox_config(sandbox: &Sandbox, opts: &SandboxOptions, database: &str) -> String {
+    format!(
+        r#"# Written by `restsync demo`: restsync against the built-in sandbox.
+[database]
+path = "{database}"
+
+[upstreams.firstline]
+base_url = "{fl}"
+token = "{flt}"
+
+[upstreams.plusofon]
+base_url = "{pl}"
+token = "{plt}"
+client = "{client}"
+
+[sync]
+per_page = 100
+concurrency = 4
+"#,
+        fl = sandbox.firstline_url(),
+        flt = opts.firstline_token,
+        pl = sandbox.plusofon_url(),
+        plt = opts.plusofon_token,
+        client = opts.plusofon_client,
+    )
+}
+
+pub async fn run(dir: &Path, records: usize) -> i32 {
+    match run_inner(dir, records).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("restsync demo: {e}");
+            exit::FATAL
+        }
+    }
+}
+
+async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
+    let opts = SandboxOptions {
+        records,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start(opts.clone()).await?;
+    std::fs::create_dir_all(dir)?;
+    // The demo's own database is rebuilt on every run: the sandbox starts fresh too.
+    for name in ["restsync.db", "restsync.db-wal", "restsync.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let config_path = dir.join("restsync.toml");
+    std::fs::write(&config_path, sandbox_config(&sandbox, &opts, "restsync.db"))?;
+    let settings = Arc::new(config::load_with_env(&config_path, Default::default())?);
+    let db_path = settings.database_path.clone();
+    let engine = Engine::new(settings, Db::new(Store::open(&db_path)?))?;
+
+    println!("restsync demo: syncing with the built-in sandbox");
+    println!("  Firstline at {}, Plusofon at {}\n", sandbox.firstline_url(), sandbox.plusofon_url());
+    let started = Instant::now();
+    let first = engine.run_cycle(CycleOptions::default()).await;
+    println!("1. First sync: pulled every resource into an empty mirror ({:.2}s)", started.elapsed().as_secs_f64());
+    print_report(&first);
+
+    println!("\n2. Editing the mirror with plain SQL, as a person or another program would:");
+    let conn = rusqlite::Connection::open(&db_path)?;
+    for sql in DEMO_EDITS {
+        conn.execute(sql, [])?;
+        println!("   sqlite> {};", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    drop(conn);
+
+    let started = Instant::now();
+    let second = engine.run_cycle(CycleOptions::default()).await;
+    println!("\n3. Second sync: pushed the edits upstream ({:.2}s)", started.elapsed().as_secs_f64());
+    print_report(&second);
+
+    let control = sandbox.control();
+    println!("\n4. Upstream now holds:");
+    for (kind, table) in [
+        (Kind::PhoneNumbers, "phone_numbers"),
+        (Kind::Addresses, "addresses"),
+        (Kind::SmartNumbers, "smart_numbers"),
+    ] {
+        let mirror_rows = second
+            .resources
+            .iter()
+            .find(|r| r.resource.name() == table)
+            .and_then(|r| r.pulled.as_ref())
+            .map_or(0, |p| p.records);
+        println!("   {table:<14} {:>6} records upstream", control.count(kind));
+        let _ = mirror_rows;
+    }
+    let abs = std::fs::canonicalize(&db_path).unwrap_or(db_path.clone());
+    println!("\nThe mirror is at {}", abs.display());
+    println!("Look inside:  sqlite3 {} 'SELECT * FROM phone_numbers ORDER BY local_id DESC LIMIT 5'", abs.display());
+    println!("Journal:      sqlite3 {} 'SELECT seq, resource, op, state, local_id, upstream_id FROM journal'", abs.display());
+    sandbox.shutdown().await;
+    Ok(second.exit_code())
+}
+
+fn print_report(report: &CycleReport) {
+    println!("   {:<14} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  status", "resource", "records", "pages", "inserted", "updated", "removed", "created", "pushed~", "deleted");
+    for r in &report.resources {
+        let p = r.pulled.clone().unwrap_or_default();
+        let s = &r.pushed;
+        let status = match &r.outcome {
+            crate::sync::Outcome::Ok => "ok".to_string(),
+            other => format!("{other:?}"),
+        };
+        println!(
+            "   {:<14} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  {status}",
+            r.resource.name(),
+            p.records,
+            p.pages,
+            p.inserted,
+            p.updated,
+            p.removed,
+            s.created,
+            s.updated,
+            s.deleted
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! `journal`: list entries, retry failed ones, drop a change.
+
+use super::{exit, JournalAction};
+use crate::config::Settings;
+use crate::resources::ResourceKind;
+use crate::store::journal::{self, Op, State};
+use crate::store::{mirror, Store, StoreError};
+use std::io::{BufRead, IsTerminal, Write};
+
+pub fn run(settings: &Settings, action: Option<JournalAction>, state: Option<&str>, limit: i64) -> i32 {
+    let mut store = match Store::open(&settings.database_path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("restsync: {e}");
+            return exit::FATAL;
+        }
+    };
+    let result = match action {
+        None => list(&store, state, limit),
+        Some(JournalAction::Retry { seq, all }) => retry(&mut store, seq, all),
+        Some(JournalAction::Drop { seq, yes }) => drop_entry(&mut store, seq, yes),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("restsync: {e}");
+            exit::FATAL
+        }
+    }
+}
+
+fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<i32, StoreError> {
+    let state = match state.map(str::parse::<State>).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("restsync: --state: {e}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    let entries = journal::list(store.conn(), state, limit)?;
+    if entries.is_empty() {
+        println!("no journal entries");
+    }
+    for e in entries {
+        println!(
+            "{:>6}  {:<13} {:<10} {:<6} local_id={:<6} id={:<8} attempts={} updated={}{}",
+            e.seq,
+            e.resource,
+            e.state.as_str(),
+            e.op.as_str(),
+            e.local_id.map_or("-".into(), |v| v.to_string()),
+            e.upstream_id.map_or("-".into(), |v| v.to_string()),
+            e.attempts,
+            e.updated_at,
+            e.last_error.map(|m| format!("\n        {m}")).unwrap_or_default()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreError> {
+    if seq.is_none() && !all {
+        eprintln!("restsync: journal retry needs an entry number or --all");
+        return Ok(exit::CONFIG);
+    }
+    let n = store.write(|tx| journal::retry(tx, seq))?;
+    println!("{n} entr{} will be sent on the next sync", if n == 1 { "y" } else { "ies" });
+    Ok(if n == 0 && seq.is_some() { exit::DATA } else { exit::OK })
+}
+
+fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError> {
+    let Some(entry) = journal::get(store.conn(), seq)? else {
+        eprintln!("restsync: no journal entry {seq}");
+        return Ok(exit::DATA);
+    };
+    if !matches!(entry.state, State::Pending | State::Failed | State::InFlight) {
+        eprintln!("restsync: journal entry {seq} is {}; only pending or failed entries can be dropped", entry.state);
+        return Ok(exit::DATA);
+    }
+    let Some(kind) = ResourceKind::from_name(&entry.resource) else {
+        eprintln!("restsync: journal entry {seq} names an unknown resource {:?}", entry.resource);
+        return Ok(exit::DATA);
+    };
+    let effect = match entry.op {
+        Op::Create => format!("delete local row {} of {} (it was never created upstream)", entry.local_id.unwrap_or(0), kind),
+        Op::Update | Op::Delete => format!(
+            "restore {} row with id {} from its base snapshot (the last state known upstream)",
+            kind,
+            entry.upstream_id.unwrap_or(0)
+        ),
+    };
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("restsync: dropping journal entry {seq} would {effect}; pass --yes to confirm");
+            return Ok(exit::DATA);
+        }
+        print!("Drop journal entry {seq}? This will {effect}. [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            println!("nothing changed");
+            return Ok(exit::OK);
+        }
+    }
+    let spec = kind.spec();
+    store.write(|tx| {
+        match (entry.op, entry.local_id, entry.upstream_id) {
+            (Op::Create, Some(local_id), _) => mirror::delete_mirror(tx, spec, local_id)?,
+            (_, _, Some(id)) => mirror::restore_from_base(tx, spec, id)?,
+            _ => {}
+        }
+        journal::supersede(tx, seq)
+    })?;
+    println!("dropped journal entry {seq}: {effect}");
+    Ok(exit::OK)
+}

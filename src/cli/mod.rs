@@ -1,0 +1,172 @@
+//! Command-line interface: argument definitions and dispatch to one module per command.
+
+mod demo;
+mod journal_cmd;
+mod logging;
+mod status;
+mod sync_cmd;
+
+use crate::config::{self, LogFormat, Settings};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit codes (sysexits.h): 0 done, 65 needs a human, 75 retry later, 78 bad configuration.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FATAL: i32 = 1;
+    pub const DATA: i32 = 65;
+    pub const TEMPFAIL: i32 = 75;
+    pub const CONFIG: i32 = 78;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "restsync", version, about = "Keeps a local SQLite mirror in two-way sync with the Firstline and Plusofon REST APIs")]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "RESTSYNC_CONFIG", default_value = "config/restsync.toml")]
+    pub config: PathBuf,
+    /// Log format on stderr (overrides `log.format`).
+    #[arg(long, global = true, env = "RESTSYNC_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sync the mirror with upstream: pull every enabled resource, merge, push local edits.
+    /// Without --once, keeps running and syncs on `sync.schedule`.
+    Sync {
+        /// Run one cycle and exit (0 done, 65 needs attention, 75 work left for a later run,
+        /// 78 bad configuration, 1 other error).
+        #[arg(long)]
+        once: bool,
+        /// Apply removals and push deletes even beyond `sync.max_delete_fraction`.
+        #[arg(long)]
+        allow_mass_delete: bool,
+    },
+    /// Dry run: fetch upstream and print what a cycle would create, update, delete and
+    /// which conflicts it would resolve how. Changes nothing.
+    Plan,
+    /// Show per resource: rows, pending local changes, journal entries by state, conflicts,
+    /// failed entries with upstream's messages, last complete pull.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and manage the change journal.
+    Journal {
+        #[command(subcommand)]
+        action: Option<JournalAction>,
+        /// Only entries in this state (pending, in_flight, done, failed, superseded).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Serve the built-in emulator of the Firstline and Plusofon APIs on 127.0.0.1.
+    Sandbox {
+        /// Port for the Firstline API (0 picks a free one).
+        #[arg(long, default_value_t = 8081)]
+        firstline_port: u16,
+        /// Port for the Plusofon API (0 picks a free one).
+        #[arg(long, default_value_t = 8082)]
+        plusofon_port: u16,
+        /// Seed for the generated data and fault decisions.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Records generated for each resource.
+        #[arg(long, default_value_t = 250)]
+        records: usize,
+        /// Fault injection, e.g. "error_rate=0.25,rate_limit_rate=0.15,retry_after_secs=1,latency_ms=20".
+        #[arg(long)]
+        faults: Option<String>,
+    },
+    /// Run restsync end to end against the built-in sandbox and print a short report.
+    Demo {
+        /// Where the demo's config and database go.
+        #[arg(long, default_value = "restsync-demo")]
+        dir: PathBuf,
+        /// Records generated for each resource.
+        #[arg(long, default_value_t = 250)]
+        records: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalAction {
+    /// Make failed entries eligible to be sent again now.
+    Retry {
+        /// Journal entry (seq).
+        seq: Option<i64>,
+        /// Every failed entry.
+        #[arg(long, conflicts_with = "seq")]
+        all: bool,
+    },
+    /// Give up a change: marks the entry superseded and restores the local row from its
+    /// base snapshot (the last state known upstream).
+    Drop {
+        /// Journal entry (seq).
+        seq: i64,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let flag_format = cli.log_format.map(|f| match f {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("restsync: cannot start the async runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    match cli.command {
+        Command::Sandbox { firstline_port, plusofon_port, seed, records, faults } => {
+            logging::init(None, flag_format.unwrap_or(LogFormat::Text));
+            runtime.block_on(demo::serve_sandbox(firstline_port, plusofon_port, seed, records, faults.as_deref()))
+        }
+        Command::Demo { dir, records } => {
+            logging::init(Some("warn"), flag_format.unwrap_or(LogFormat::Text));
+            runtime.block_on(demo::run(&dir, records))
+        }
+        command => {
+            let settings = match config::load(&cli.config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("restsync: {e}");
+                    return exit::CONFIG;
+                }
+            };
+            logging::init(
+                settings.log_level.as_deref(),
+                flag_format.or(settings.log_format).unwrap_or(LogFormat::Text),
+            );
+            runtime.block_on(dispatch(command, settings))
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> i32 {
+    match command {
+        Command::Sync { once, allow_mass_delete } => sync_cmd::run(settings, once, allow_mass_delete).await,
+        Command::Plan => sync_cmd::plan(settings).await,
+        Command::Status { json } => status::run(&settings, json),
+        Command::Journal { action, state, limit } => journal_cmd::run(&settings, action, state.as_deref(), limit),
+        Command::Sandbox { .. } | Command::Demo { .. } => exit::FATAL,
+    }
+}

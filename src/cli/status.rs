@@ -1,0 +1,137 @@
+//! `status`: what the mirror and journal hold, read through its own read-only connection
+//! so it works while a sync runs.
+
+use super::exit;
+use crate::config::Settings;
+use crate::resources::ResourceKind;
+use crate::store::{journal, mirror, state, Store, StoreError};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct ResourceStatus {
+    pub resource: String,
+    pub rows: i64,
+    pub pending_local_changes: PendingChanges,
+    pub journal: std::collections::BTreeMap<String, i64>,
+    pub conflicts: i64,
+    pub failed: Vec<FailedEntry>,
+    pub last_complete_pull: Option<String>,
+    pub last_error: Option<String>,
+    pub sync_state: state::SyncState,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingChanges {
+    pub creates: usize,
+    pub updates: usize,
+    pub deletes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailedEntry {
+    pub seq: i64,
+    pub op: String,
+    pub local_id: Option<i64>,
+    pub upstream_id: Option<i64>,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+}
+
+pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, StoreError> {
+    let conn = store.conn();
+    let spec = kind.spec();
+    let changes = mirror::local_changes(conn, spec)?;
+    let st = state::get(conn, spec.table)?;
+    Ok(ResourceStatus {
+        resource: spec.table.to_string(),
+        rows: mirror::count_mirror(conn, spec)?,
+        pending_local_changes: PendingChanges {
+            creates: changes.creates.len(),
+            updates: changes.updates.len(),
+            deletes: changes.deletes.len(),
+        },
+        journal: journal::counts(conn, spec.table)?.into_iter().collect(),
+        conflicts: state::conflict_count(conn, spec.table)?,
+        failed: journal::failed(conn, spec.table)?
+            .into_iter()
+            .map(|e| FailedEntry {
+                seq: e.seq,
+                op: e.op.to_string(),
+                local_id: e.local_id,
+                upstream_id: e.upstream_id,
+                status: e.last_status,
+                error: e.last_error,
+            })
+            .collect(),
+        last_complete_pull: st.last_complete_walk_at.clone(),
+        last_error: st.last_error.clone(),
+        sync_state: st,
+    })
+}
+
+pub fn run(settings: &Settings, json: bool) -> i32 {
+    if !settings.database_path.exists() {
+        eprintln!(
+            "restsync: no database at {} yet; run `restsync sync --once` first",
+            settings.database_path.display()
+        );
+        return exit::FATAL;
+    }
+    let store = match Store::open_read_only(&settings.database_path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("restsync: {e}");
+            return exit::FATAL;
+        }
+    };
+    let kinds: Vec<ResourceKind> = if settings.resources.is_empty() {
+        ResourceKind::ALL.to_vec()
+    } else {
+        settings.resources.iter().map(|r| r.kind).collect()
+    };
+    let mut all = Vec::new();
+    for kind in kinds {
+        match collect(&store, kind) {
+            Ok(s) => all.push(s),
+            Err(e) => {
+                eprintln!("restsync: {kind}: {e}");
+                return exit::FATAL;
+            }
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&all) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("restsync: {e}");
+                return exit::FATAL;
+            }
+        }
+        return exit::OK;
+    }
+    println!("database: {}", settings.database_path.display());
+    for s in &all {
+        println!("{}:", s.resource);
+        println!("  rows: {}", s.rows);
+        let p = &s.pending_local_changes;
+        println!("  local changes not yet upstream: {} create, {} update, {} delete", p.creates, p.updates, p.deletes);
+        let journal: Vec<String> = s.journal.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("  journal: {}", if journal.is_empty() { "empty".into() } else { journal.join(", ") });
+        println!("  conflicts recorded: {}", s.conflicts);
+        println!("  last complete pull: {}", s.last_complete_pull.as_deref().unwrap_or("never"));
+        if let Some(err) = &s.last_error {
+            println!("  last error: {err}");
+        }
+        for f in &s.failed {
+            println!(
+                "  FAILED journal {} {} local_id {} id {}: {}",
+                f.seq,
+                f.op,
+                f.local_id.map_or("-".into(), |v| v.to_string()),
+                f.upstream_id.map_or("-".into(), |v| v.to_string()),
+                f.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    exit::OK
+}

@@ -1,0 +1,488 @@
+//! Configuration: a TOML file, then `RESTSYNC_*` environment overrides (`__` separates
+//! levels), then one validation pass that reports every problem by key.
+
+use crate::resources::{ResourceKind, UpstreamName};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use url::Url;
+
+/// Environment variables with the `RESTSYNC_` prefix that are CLI flags, not config keys.
+const NON_KEY_ENV: &[&str] = &["RESTSYNC_CONFIG", "RESTSYNC_LOG_FORMAT"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("invalid configuration {path}:\n  - {}", problems.join("\n  - "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    upstreams: RawUpstreams,
+    #[serde(default)]
+    resources: RawResources,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreams {
+    firstline: Option<RawUpstream>,
+    plusofon: Option<RawUpstream>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    base_url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    client: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    phone_numbers: Option<RawResource>,
+    addresses: Option<RawResource>,
+    smart_numbers: Option<RawResource>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    enabled: Option<bool>,
+    schedule: Option<String>,
+    user_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    schedule: Option<String>,
+    per_page: Option<u32>,
+    concurrency: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    on_conflict: Option<String>,
+    max_delete_fraction: Option<f64>,
+    max_attempts_per_run: Option<u32>,
+    retry_base_ms: Option<u64>,
+    max_retry_after_secs: Option<u64>,
+    journal_retention_days: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+/// A token that never shows up in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    RemoteWins,
+    LocalWins,
+}
+
+impl ConflictPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictPolicy::RemoteWins => "remote-wins",
+            ConflictPolicy::LocalWins => "local-wins",
+        }
+    }
+}
+
+impl FromStr for ConflictPolicy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "remote-wins" => Ok(ConflictPolicy::RemoteWins),
+            "local-wins" => Ok(ConflictPolicy::LocalWins),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: UpstreamName,
+    pub base_url: Url,
+    pub token: Secret,
+    /// Plusofon's `Client` header.
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceSettings {
+    pub kind: ResourceKind,
+    pub schedule: cron::Schedule,
+    /// Plusofon list filter.
+    pub user_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub schedule: cron::Schedule,
+    pub per_page: u32,
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub on_conflict: ConflictPolicy,
+    pub max_delete_fraction: f64,
+    pub max_attempts_per_run: u32,
+    pub retry_base: Duration,
+    pub max_retry_after: Duration,
+    pub journal_retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub database_path: PathBuf,
+    pub upstreams: BTreeMap<&'static str, UpstreamSettings>,
+    pub resources: Vec<ResourceSettings>,
+    pub sync: SyncSettings,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    pub fn upstream(&self, name: UpstreamName) -> Option<&UpstreamSettings> {
+        self.upstreams.get(name.as_str())
+    }
+
+    pub fn resource(&self, kind: ResourceKind) -> Option<&ResourceSettings> {
+        self.resources.iter().find(|r| r.kind == kind)
+    }
+}
+
+/// Loads the file at `path` and the environment, and validates the result.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let env: std::collections::HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("RESTSYNC_") && !NON_KEY_ENV.contains(&k.as_str()))
+        .collect();
+    load_with_env(path, env)
+}
+
+pub fn load_with_env(
+    path: &Path,
+    env: std::collections::HashMap<String, String>,
+) -> Result<Settings, ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::Load {
+            path: path.to_path_buf(),
+            message: "no such file (pass --config PATH or set RESTSYNC_CONFIG)".into(),
+        });
+    }
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("RESTSYNC")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![e.to_string()],
+        })?;
+    validate(path, raw)
+}
+
+fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
+    let mut problems = Vec::new();
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+
+    let database_path = match raw.database.path {
+        Some(p) if p.as_os_str().is_empty() => {
+            problems.push("database.path: must not be empty".into());
+            PathBuf::new()
+        }
+        Some(p) if p.is_relative() => base_dir.join(p),
+        Some(p) => p,
+        None => base_dir.join("restsync.db"),
+    };
+
+    let mut upstreams = BTreeMap::new();
+    for (name, section) in [
+        (UpstreamName::Firstline, raw.upstreams.firstline),
+        (UpstreamName::Plusofon, raw.upstreams.plusofon),
+    ] {
+        if let Some(section) = section {
+            if let Some(u) = validate_upstream(name, section, base_dir, &mut problems) {
+                upstreams.insert(name.as_str(), u);
+            }
+        }
+    }
+
+    let sync = validate_sync(raw.sync, &mut problems);
+
+    let mut resources = Vec::new();
+    for (kind, section) in [
+        (ResourceKind::PhoneNumbers, raw.resources.phone_numbers),
+        (ResourceKind::Addresses, raw.resources.addresses),
+        (ResourceKind::SmartNumbers, raw.resources.smart_numbers),
+    ] {
+        let section = section.unwrap_or_default();
+        let key = format!("resources.{}", kind.name());
+        let upstream = kind.spec().upstream;
+        if section.user_id.is_some() && kind != ResourceKind::SmartNumbers {
+            problems.push(format!("{key}.user_id: only resources.smart_numbers takes a user_id filter"));
+        }
+        let configured = upstreams.contains_key(upstream.as_str());
+        match section.enabled {
+            Some(false) => continue,
+            Some(true) if !configured => {
+                problems.push(format!(
+                    "{key}.enabled: true, but [upstreams.{}] is not configured",
+                    upstream.as_str()
+                ));
+                continue;
+            }
+            _ if !configured => continue,
+            _ => {}
+        }
+        let schedule = match section.schedule {
+            Some(s) => parse_schedule(&s)
+                .map_err(|e| problems.push(format!("{key}.schedule: {e}")))
+                .ok(),
+            None => sync.as_ref().map(|s| s.schedule.clone()),
+        };
+        if let Some(schedule) = schedule {
+            resources.push(ResourceSettings {
+                kind,
+                schedule,
+                user_id: section.user_id,
+            });
+        }
+    }
+    if upstreams.is_empty() && problems.is_empty() {
+        problems.push("upstreams: configure [upstreams.firstline] and/or [upstreams.plusofon]".into());
+    }
+
+    let log_format = match raw.log.format.as_deref() {
+        None => None,
+        Some("text") => Some(LogFormat::Text),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            problems.push(format!("log.format: {other:?} is not one of \"text\", \"json\""));
+            None
+        }
+    };
+    if let Some(level) = &raw.log.level {
+        if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+            problems.push(format!("log.level: {level:?} is not a valid level or filter"));
+        }
+    }
+
+    match sync {
+        Some(sync) if problems.is_empty() => Ok(Settings {
+            source: path.to_path_buf(),
+            database_path,
+            upstreams,
+            resources,
+            sync,
+            log_level: raw.log.level,
+            log_format,
+        }),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        }),
+    }
+}
+
+fn validate_upstream(
+    name: UpstreamName,
+    raw: RawUpstream,
+    base_dir: &Path,
+    problems: &mut Vec<String>,
+) -> Option<UpstreamSettings> {
+    let key = format!("upstreams.{}", name.as_str());
+    let before = problems.len();
+    let base_url = match raw.base_url.as_deref() {
+        None => {
+            problems.push(format!("{key}.base_url: required"));
+            None
+        }
+        Some(s) => match Url::parse(s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) => {
+                problems.push(format!("{key}.base_url: {s:?} must be an http(s) URL with a host (scheme {:?})", u.scheme()));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("{key}.base_url: {s:?} is not a valid URL ({e})"));
+                None
+            }
+        },
+    };
+    let token = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{key}: set token or token_file, not both"));
+            None
+        }
+        (Some(t), None) if t.trim().is_empty() => {
+            problems.push(format!("{key}.token: must not be empty"));
+            None
+        }
+        (Some(t), None) => Some(Secret::new(t.trim())),
+        (None, Some(file)) => read_token_file(&key, &file, base_dir, problems),
+        (None, None) => {
+            problems.push(format!("{key}.token: required (or token_file)"));
+            None
+        }
+    };
+    let client = match (name, raw.client) {
+        (UpstreamName::Plusofon, None) => {
+            problems.push(format!("{key}.client: required (the Client header value)"));
+            None
+        }
+        (UpstreamName::Plusofon, Some(c)) if c.trim().is_empty() => {
+            problems.push(format!("{key}.client: must not be empty"));
+            None
+        }
+        (UpstreamName::Firstline, Some(_)) => {
+            problems.push(format!("{key}.client: only upstreams.plusofon takes a client"));
+            None
+        }
+        (_, c) => c,
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(UpstreamSettings {
+        name,
+        base_url: base_url?,
+        token: token?,
+        client,
+    })
+}
+
+/// `token_file` may be relative to `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`).
+fn read_token_file(key: &str, file: &Path, base_dir: &Path, problems: &mut Vec<String>) -> Option<Secret> {
+    let resolved = if file.is_absolute() {
+        file.to_path_buf()
+    } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Path::new(&dir).join(file)
+    } else {
+        base_dir.join(file)
+    };
+    match std::fs::read_to_string(&resolved) {
+        Ok(t) if t.trim().is_empty() => {
+            problems.push(format!("{key}.token_file: {} is empty", resolved.display()));
+            None
+        }
+        Ok(t) => Some(Secret::new(t.trim())),
+        Err(e) => {
+            problems.push(format!("{key}.token_file: cannot read {}: {e}", resolved.display()));
+            None
+        }
+    }
+}
+
+fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSettings> {
+    let before = problems.len();
+    let schedule = parse_schedule(raw.schedule.as_deref().unwrap_or("0 */5 * * * *"))
+        .map_err(|e| problems.push(format!("sync.schedule: {e}")))
+        .ok();
+    let per_page = raw.per_page.unwrap_or(100);
+    if !(1..=1000).contains(&per_page) {
+        problems.push(format!("sync.per_page: {per_page} is outside 1..=1000"));
+    }
+    let concurrency = raw.concurrency.unwrap_or(4);
+    if !(1..=64).contains(&concurrency) {
+        problems.push(format!("sync.concurrency: {concurrency} is outside 1..=64"));
+    }
+    let timeout = raw.request_timeout_secs.unwrap_or(30);
+    if !(1..=3600).contains(&timeout) {
+        problems.push(format!("sync.request_timeout_secs: {timeout} is outside 1..=3600"));
+    }
+    let on_conflict = match raw.on_conflict.as_deref() {
+        None => ConflictPolicy::RemoteWins,
+        Some(s) => s.parse().unwrap_or_else(|()| {
+            problems.push(format!("sync.on_conflict: {s:?} is not one of \"remote-wins\", \"local-wins\""));
+            ConflictPolicy::RemoteWins
+        }),
+    };
+    let fraction = raw.max_delete_fraction.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&fraction) {
+        problems.push(format!("sync.max_delete_fraction: {fraction} is outside 0.0..=1.0"));
+    }
+    let attempts = raw.max_attempts_per_run.unwrap_or(4);
+    if attempts == 0 {
+        problems.push("sync.max_attempts_per_run: must be at least 1".into());
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(SyncSettings {
+        schedule: schedule?,
+        per_page,
+        concurrency,
+        request_timeout: Duration::from_secs(timeout),
+        on_conflict,
+        max_delete_fraction: fraction,
+        max_attempts_per_run: attempts,
+        retry_base: Duration::from_millis(raw.retry_base_ms.unwrap_or(500)),
+        max_retry_after: Duration::from_secs(raw.max_retry_after_secs.unwrap_or(300)),
+        journal_retention: Duration::from_secs(raw.journal_retention_days.unwrap_or(30) * 86_400),
+    })
+}
+
+/// Parses a cron schedule with seconds (six or seven fields) or an ordinary five-field
+/// crontab line, which runs at second 0.
+pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
+    let fields = s.split_whitespace().count();
+    let expr = if fields == 5 { format!("0 {s}") } else { s.to_string() };
+    cron::Schedule::from_str(&expr).map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
+}
+
+#[cfg(test)]
+mod tests;

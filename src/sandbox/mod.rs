@@ -1,0 +1,278 @@
+//! Built-in sandbox: a stateful in-process emulator of the Firstline and Plusofon APIs.
+//!
+//! Two listeners on 127.0.0.1 (one per upstream) share one data store, one fault engine and
+//! one request log. Tests and the `restsync sandbox` command drive it through
+//! [`SandboxControl`]; the emulation follows the upstream documents, quirks included.
+
+mod faults;
+mod firstline;
+mod layer;
+mod net;
+mod plusofon;
+mod query;
+mod records;
+mod refdata;
+mod render;
+mod seed;
+mod state;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_faults;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use faults::{parse_faults, FaultAction, Faults, ScriptedFault};
+pub use state::Kind;
+
+use faults::FaultEngine;
+use net::{ConnMeta, KillListener};
+use state::State;
+
+/// How to start a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// 0 = any free port; always bound on 127.0.0.1.
+    pub firstline_port: u16,
+    pub plusofon_port: u16,
+    /// Seeded data is a pure function of this seed and `records`.
+    pub seed: u64,
+    /// Seeded record count for each of the three resources.
+    pub records: usize,
+    pub firstline_token: String,
+    pub plusofon_token: String,
+    /// Expected value of Plusofon's `Client` header.
+    pub plusofon_client: String,
+    pub faults: Faults,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            firstline_port: 0,
+            plusofon_port: 0,
+            seed: 42,
+            records: 250,
+            firstline_token: "sandbox-firstline-token".to_string(),
+            plusofon_token: "sandbox-plusofon-token".to_string(),
+            plusofon_client: "10553".to_string(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// One request as the sandbox served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    /// Raw query string, without the `?`.
+    pub query: String,
+    /// HTTP status answered; 0 when the connection was dropped instead.
+    pub status: u16,
+}
+
+/// State shared by both servers and every [`SandboxControl`].
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    faults: Mutex<FaultEngine>,
+    log: Mutex<Vec<RequestRecord>>,
+    firstline_token: String,
+    plusofon_token: String,
+    plusofon_client: String,
+}
+
+/// Locks ignoring poisoning: the data stays usable even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, FaultEngine> {
+        lock(&self.faults)
+    }
+
+    pub(crate) fn record(&self, r: RequestRecord) {
+        lock(&self.log).push(r);
+    }
+}
+
+/// A running sandbox; dropping it stops the servers too, [`Sandbox::shutdown`] waits for that.
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    firstline_addr: SocketAddr,
+    plusofon_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Seeds the data and binds both listeners before returning, so the URLs answer at once.
+    pub async fn start(opts: SandboxOptions) -> io::Result<Sandbox> {
+        let fl = TcpListener::bind(("127.0.0.1", opts.firstline_port)).await?;
+        let pl = TcpListener::bind(("127.0.0.1", opts.plusofon_port)).await?;
+        let (seed, records) = (opts.seed, opts.records);
+        // Seeding a million rows takes a while; keep it off the async workers.
+        let state = tokio::task::spawn_blocking(move || seed::seeded_state(seed, records))
+            .await
+            .map_err(io::Error::other)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            faults: Mutex::new(FaultEngine::new(opts.faults)),
+            log: Mutex::new(Vec::new()),
+            firstline_token: opts.firstline_token,
+            plusofon_token: opts.plusofon_token,
+            plusofon_client: opts.plusofon_client,
+        });
+        let firstline_addr = fl.local_addr()?;
+        let plusofon_addr = pl.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            serve(fl, firstline::router(shared.clone()), stopped.clone()),
+            serve(pl, plusofon::router(shared.clone()), stopped),
+        ];
+        Ok(Sandbox {
+            shared,
+            firstline_addr,
+            plusofon_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn firstline_url(&self) -> String {
+        format!("http://{}", self.firstline_addr)
+    }
+
+    pub fn plusofon_url(&self) -> String {
+        format!("http://{}", self.plusofon_addr)
+    }
+
+    pub fn control(&self) -> SandboxControl {
+        SandboxControl {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish (at most 5 s), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for mut task in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+fn serve(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+    let app = router.into_make_service_with_connect_info::<ConnMeta>();
+    tokio::spawn(async move {
+        // Also resolves when the Sandbox (the sender) is dropped.
+        let signal = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(KillListener(listener), app)
+            .with_graceful_shutdown(signal)
+            .await
+        {
+            tracing::warn!("sandbox server stopped: {e}");
+        }
+    })
+}
+
+/// Starts a sandbox, runs it until `shutdown` resolves, then stops it (the CLI's `sandbox`).
+pub async fn run(opts: SandboxOptions, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let sandbox = Sandbox::start(opts).await?;
+    shutdown.await;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+/// Direct access to a running sandbox's data, faults and request log.
+#[derive(Clone)]
+pub struct SandboxControl {
+    shared: Arc<Shared>,
+}
+
+fn as_map(fields: Value) -> Map<String, Value> {
+    match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+impl SandboxControl {
+    /// Every record, rendered as the list endpoint renders it, in listing order.
+    pub fn list(&self, kind: Kind) -> Vec<Value> {
+        render::listed_all(&self.shared.state(), kind)
+    }
+
+    /// One record, rendered as the list endpoint renders it.
+    pub fn get(&self, kind: Kind, id: i64) -> Option<Value> {
+        render::listed(&self.shared.state(), kind, id)
+    }
+
+    pub fn count(&self, kind: Kind) -> usize {
+        self.shared.state().count(kind)
+    }
+
+    /// Creates a record like a successful API create, without validation; returns its id.
+    pub fn insert(&self, kind: Kind, fields: Value) -> i64 {
+        self.shared.state().insert(kind, &as_map(fields))
+    }
+
+    /// Merges the given API-named fields into a record; false if there is no such id.
+    pub fn update(&self, kind: Kind, id: i64, fields: Value) -> bool {
+        self.shared.state().update(kind, id, &as_map(fields))
+    }
+
+    pub fn delete(&self, kind: Kind, id: i64) -> bool {
+        self.shared.state().delete(kind, id)
+    }
+
+    pub fn clear(&self, kind: Kind) {
+        self.shared.state().clear(kind);
+    }
+
+    /// Replaces the random faults (and restarts their random stream from `faults.seed`).
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.faults().set(faults);
+    }
+
+    /// Queues a one-shot fault, checked before the random ones.
+    pub fn push_scripted(&self, fault: ScriptedFault) {
+        self.shared.faults().push(fault);
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// How many requests with this method went to this kind's endpoints.
+    pub fn count_requests(&self, method: &str, kind: Kind) -> usize {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && Kind::from_path(&r.path) == Some(kind))
+            .count()
+    }
+}

@@ -1,0 +1,290 @@
+//! The change journal: durable records of every push, written before the request is sent.
+
+use super::{now_text, Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Op {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Op, String> {
+        match s {
+            "create" => Ok(Op::Create),
+            "update" => Ok(Op::Update),
+            "delete" => Ok(Op::Delete),
+            other => Err(format!("unknown operation {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    InFlight,
+    Done,
+    Failed,
+    Superseded,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::InFlight,
+        State::Done,
+        State::Failed,
+        State::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::InFlight => "in_flight",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Superseded => "superseded",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<State, String> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s || (s == "in-flight" && *st == State::InFlight))
+            .ok_or_else(|| {
+                format!("unknown journal state {s:?} (pending, in_flight, done, failed, superseded)")
+            })
+    }
+}
+
+/// What is known about a request that may have reached upstream.
+pub const OUTCOME_UNKNOWN: &str = "unknown";
+/// Upstream accepted a create; the record it made is not identified yet.
+pub const OUTCOME_CREATED: &str = "created";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub seq: i64,
+    pub resource: String,
+    pub op: Op,
+    pub local_id: Option<i64>,
+    pub upstream_id: Option<i64>,
+    /// JSON request body.
+    pub payload: String,
+    /// JSON array of the mirror row's values the payload was computed from.
+    pub row_values: String,
+    pub state: State,
+    pub outcome: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct NewEntry<'a> {
+    pub resource: &'a str,
+    pub op: Op,
+    pub local_id: Option<i64>,
+    pub upstream_id: Option<i64>,
+    pub payload: &'a str,
+    pub row_values: &'a str,
+}
+
+const COLUMNS: &str = "seq, resource, op, local_id, upstream_id, payload, row_values, state, outcome, \
+    attempts, next_attempt_at, last_status, last_error, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(Entry, String, String)> {
+    let op: String = r.get(2)?;
+    let state: String = r.get(7)?;
+    Ok((
+        Entry {
+            seq: r.get(0)?,
+            resource: r.get(1)?,
+            op: Op::Create,
+            local_id: r.get(3)?,
+            upstream_id: r.get(4)?,
+            payload: r.get(5)?,
+            row_values: r.get(6)?,
+            state: State::Pending,
+            outcome: r.get(8)?,
+            attempts: r.get(9)?,
+            next_attempt_at: r.get(10)?,
+            last_status: r.get(11)?,
+            last_error: r.get(12)?,
+            created_at: r.get(13)?,
+            updated_at: r.get(14)?,
+        },
+        op,
+        state,
+    ))
+}
+
+fn finish(raw: (Entry, String, String)) -> Result<Entry> {
+    let (mut e, op, state) = raw;
+    e.op = op.parse().map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
+    e.state = state.parse().map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
+    Ok(e)
+}
+
+fn query(conn: &Connection, where_clause: &str, params: impl rusqlite::Params) -> Result<Vec<Entry>> {
+    let q = format!("SELECT {COLUMNS} FROM journal {where_clause}");
+    let mut stmt = conn.prepare_cached(&q)?;
+    let rows = stmt.query_map(params, from_row)?;
+    rows.map(|r| finish(r?)).collect()
+}
+
+pub fn insert(conn: &Connection, e: &NewEntry<'_>) -> Result<i64> {
+    let now = now_text();
+    conn.prepare_cached(
+        "INSERT INTO journal (resource, op, local_id, upstream_id, payload, row_values, state, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+    )?
+    .execute(params![e.resource, e.op.as_str(), e.local_id, e.upstream_id, e.payload, e.row_values, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn get(conn: &Connection, seq: i64) -> Result<Option<Entry>> {
+    let q = format!("SELECT {COLUMNS} FROM journal WHERE seq = ?1");
+    let raw = conn.prepare_cached(&q)?.query_row([seq], from_row).optional()?;
+    raw.map(finish).transpose()
+}
+
+/// Entries still to be resolved (pending, in flight or failed) for a resource, oldest first.
+pub fn active(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
+    query(
+        conn,
+        "WHERE resource = ?1 AND state IN ('pending', 'in_flight', 'failed') ORDER BY seq",
+        [resource],
+    )
+}
+
+pub fn list(conn: &Connection, state: Option<State>, limit: i64) -> Result<Vec<Entry>> {
+    match state {
+        Some(s) => query(conn, "WHERE state = ?1 ORDER BY seq DESC LIMIT ?2", params![s.as_str(), limit]),
+        None => query(conn, "ORDER BY seq DESC LIMIT ?1", [limit]),
+    }
+}
+
+pub fn mark_in_flight(conn: &Connection, seq: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET state = 'in_flight', outcome = 'unknown', attempts = attempts + 1, updated_at = ?2 WHERE seq = ?1",
+    )?
+    .execute(params![seq, now_text()])?;
+    Ok(())
+}
+
+pub fn mark_done(conn: &Connection, seq: i64, upstream_id: Option<i64>) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET state = 'done', outcome = NULL, upstream_id = coalesce(?2, upstream_id), \
+         next_attempt_at = NULL, updated_at = ?3 WHERE seq = ?1",
+    )?
+    .execute(params![seq, upstream_id, now_text()])?;
+    Ok(())
+}
+
+pub fn mark_failed(conn: &Connection, seq: i64, status: Option<u16>, error: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET state = 'failed', outcome = NULL, last_status = ?2, last_error = ?3, \
+         next_attempt_at = NULL, updated_at = ?4 WHERE seq = ?1",
+    )?
+    .execute(params![seq, status, error, now_text()])?;
+    Ok(())
+}
+
+/// Puts an entry back to wait for another attempt. `outcome` says whether the last request
+/// may have taken effect (so the next attempt reconciles before re-sending).
+pub fn mark_retry(
+    conn: &Connection,
+    seq: i64,
+    next_attempt_at: &str,
+    status: Option<u16>,
+    error: &str,
+    outcome: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET state = 'pending', outcome = ?5, last_status = ?2, last_error = ?3, \
+         next_attempt_at = ?4, updated_at = ?6 WHERE seq = ?1",
+    )?
+    .execute(params![seq, status, error, next_attempt_at, outcome, now_text()])?;
+    Ok(())
+}
+
+pub fn supersede(conn: &Connection, seq: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET state = 'superseded', outcome = NULL, next_attempt_at = NULL, updated_at = ?2 \
+         WHERE seq = ?1 AND state IN ('pending', 'failed', 'in_flight')",
+    )?
+    .execute(params![seq, now_text()])?;
+    Ok(())
+}
+
+/// Makes failed entries eligible again now. Returns how many changed.
+pub fn retry(conn: &Connection, seq: Option<i64>) -> Result<usize> {
+    let now = now_text();
+    let n = match seq {
+        Some(seq) => conn.execute(
+            "UPDATE journal SET state = 'pending', attempts = 0, next_attempt_at = NULL, updated_at = ?2 \
+             WHERE seq = ?1 AND state IN ('failed', 'pending')",
+            params![seq, now],
+        )?,
+        None => conn.execute(
+            "UPDATE journal SET state = 'pending', attempts = 0, next_attempt_at = NULL, updated_at = ?1 \
+             WHERE state IN ('failed', 'pending')",
+            [now],
+        )?,
+    };
+    Ok(n)
+}
+
+/// Deletes finished entries last touched before `cutoff`. Returns how many.
+pub fn purge_finished(conn: &Connection, cutoff: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM journal WHERE state IN ('done', 'superseded') AND updated_at < ?1",
+        [cutoff],
+    )?)
+}
+
+/// Entry counts by state for a resource.
+pub fn counts(conn: &Connection, resource: &str) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, count(*) FROM journal WHERE resource = ?1 GROUP BY state ORDER BY state",
+    )?;
+    let rows = stmt.query_map([resource], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn failed(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
+    query(conn, "WHERE resource = ?1 AND state = 'failed' ORDER BY seq", [resource])
+}

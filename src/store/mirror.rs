@@ -1,0 +1,337 @@
+//! Mirror rows and their base snapshots. SQL is generated once per resource from its
+//! column list, so the three resources share one implementation.
+
+use super::{now_text, Result};
+use crate::resources::{ResourceKind, ResourceSpec};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// A row of a mirror table as the user left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorRow {
+    pub local_id: i64,
+    pub id: Option<i64>,
+    pub values: Vec<Value>,
+}
+
+/// The last upstream state of a record known to be in sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseRow {
+    pub id: i64,
+    pub local_id: Option<i64>,
+    pub values: Vec<Value>,
+    pub hash: i64,
+}
+
+/// What the user changed in the mirror since the last sync.
+#[derive(Debug, Default)]
+pub struct LocalChanges {
+    /// Rows without an upstream id.
+    pub creates: Vec<MirrorRow>,
+    /// Rows whose writable columns differ from their base snapshot.
+    pub updates: Vec<(MirrorRow, BaseRow)>,
+    /// Base snapshots whose mirror row is gone.
+    pub deletes: Vec<BaseRow>,
+}
+
+struct TableSql {
+    cols: String,
+    select_mirror_by_id: String,
+    select_mirror_by_local_id: String,
+    select_base_by_id: String,
+    insert_mirror: String,
+    update_mirror: String,
+    upsert_base: String,
+    select_creates: String,
+    select_updates: String,
+    select_deletes: String,
+}
+
+fn sql(spec: &ResourceSpec) -> &'static TableSql {
+    static CACHE: OnceLock<HashMap<ResourceKind, TableSql>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        ResourceKind::ALL
+            .into_iter()
+            .map(|k| (k, build_sql(k.spec())))
+            .collect()
+    });
+    &cache[&spec.kind]
+}
+
+fn build_sql(spec: &ResourceSpec) -> TableSql {
+    let (t, b) = (spec.table, spec.base_table);
+    let names: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+    let cols = names.join(", ");
+    let m_cols = names
+        .iter()
+        .map(|c| format!("m.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let b_cols = names
+        .iter()
+        .map(|c| format!("b.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = names.len();
+    let placeholders = |from: usize| {
+        (from..from + n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let assignments = names
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let writable_differs = spec
+        .columns
+        .iter()
+        .filter(|c| c.writable)
+        .map(|c| format!("m.{0} IS NOT b.{0}", c.name))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    TableSql {
+        select_mirror_by_id: format!("SELECT local_id, id, {cols} FROM {t} WHERE id = ?1"),
+        select_mirror_by_local_id: format!(
+            "SELECT local_id, id, {cols} FROM {t} WHERE local_id = ?1"
+        ),
+        select_base_by_id: format!("SELECT id, local_id, hash, {cols} FROM {b} WHERE id = ?1"),
+        insert_mirror: format!("INSERT INTO {t} (id, {cols}) VALUES (?1, {})", placeholders(2)),
+        update_mirror: format!("UPDATE {t} SET {assignments} WHERE local_id = ?1"),
+        upsert_base: format!(
+            "INSERT OR REPLACE INTO {b} (id, local_id, raw, hash, synced_at, {cols}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, {})",
+            placeholders(6)
+        ),
+        select_creates: format!("SELECT local_id, id, {cols} FROM {t} WHERE id IS NULL ORDER BY local_id"),
+        select_updates: format!(
+            "SELECT m.local_id, m.id, {m_cols}, b.id, b.local_id, b.hash, {b_cols} \
+             FROM {t} m JOIN {b} b ON b.id = m.id WHERE {writable_differs} ORDER BY m.local_id"
+        ),
+        select_deletes: format!(
+            "SELECT b.id, b.local_id, b.hash, {b_cols} FROM {b} b \
+             WHERE NOT EXISTS (SELECT 1 FROM {t} m WHERE m.id = b.id) ORDER BY b.id"
+        ),
+        cols,
+    }
+}
+
+fn read_values(row: &Row<'_>, from: usize, n: usize) -> rusqlite::Result<Vec<Value>> {
+    (from..from + n).map(|i| row.get::<_, Value>(i)).collect()
+}
+
+fn mirror_from_row(row: &Row<'_>, n: usize) -> rusqlite::Result<MirrorRow> {
+    Ok(MirrorRow {
+        local_id: row.get(0)?,
+        id: row.get(1)?,
+        values: read_values(row, 2, n)?,
+    })
+}
+
+fn base_from_row(row: &Row<'_>, at: usize, n: usize) -> rusqlite::Result<BaseRow> {
+    Ok(BaseRow {
+        id: row.get(at)?,
+        local_id: row.get(at + 1)?,
+        hash: row.get(at + 2)?,
+        values: read_values(row, at + 3, n)?,
+    })
+}
+
+pub fn mirror_by_id(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<Option<MirrorRow>> {
+    let n = spec.columns.len();
+    let mut stmt = conn.prepare_cached(&sql(spec).select_mirror_by_id)?;
+    Ok(stmt.query_row([id], |r| mirror_from_row(r, n)).optional()?)
+}
+
+pub fn mirror_by_local_id(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    local_id: i64,
+) -> Result<Option<MirrorRow>> {
+    let n = spec.columns.len();
+    let mut stmt = conn.prepare_cached(&sql(spec).select_mirror_by_local_id)?;
+    Ok(stmt.query_row([local_id], |r| mirror_from_row(r, n)).optional()?)
+}
+
+pub fn base_by_id(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<Option<BaseRow>> {
+    let n = spec.columns.len();
+    let mut stmt = conn.prepare_cached(&sql(spec).select_base_by_id)?;
+    Ok(stmt.query_row([id], |r| base_from_row(r, 0, n)).optional()?)
+}
+
+/// Hashes of the base snapshots among `ids`, to skip records upstream did not change.
+pub fn base_hashes(conn: &Connection, spec: &ResourceSpec, ids: &[i64]) -> Result<HashMap<i64, i64>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let q = format!("SELECT id, hash FROM {} WHERE id IN ({marks})", spec.base_table);
+        let mut stmt = conn.prepare_cached(&q)?;
+        let rows = stmt.query_map(params_from_iter(chunk), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        for row in rows {
+            let (id, hash) = row?;
+            out.insert(id, hash);
+        }
+    }
+    Ok(out)
+}
+
+pub fn insert_mirror(conn: &Connection, spec: &ResourceSpec, id: Option<i64>, values: &[Value]) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(&sql(spec).insert_mirror)?;
+    let id = id.map_or(Value::Null, Value::Integer);
+    stmt.execute(params_from_iter(std::iter::once(&id).chain(values)))?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn update_mirror(conn: &Connection, spec: &ResourceSpec, local_id: i64, values: &[Value]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&sql(spec).update_mirror)?;
+    let local_id = Value::Integer(local_id);
+    stmt.execute(params_from_iter(std::iter::once(&local_id).chain(values)))?;
+    Ok(())
+}
+
+pub fn set_mirror_id(conn: &Connection, spec: &ResourceSpec, local_id: i64, id: Option<i64>) -> Result<()> {
+    let q = format!("UPDATE {} SET id = ?2 WHERE local_id = ?1", spec.table);
+    conn.prepare_cached(&q)?.execute(rusqlite::params![local_id, id])?;
+    Ok(())
+}
+
+pub fn delete_mirror(conn: &Connection, spec: &ResourceSpec, local_id: i64) -> Result<()> {
+    let q = format!("DELETE FROM {} WHERE local_id = ?1", spec.table);
+    conn.prepare_cached(&q)?.execute([local_id])?;
+    Ok(())
+}
+
+pub fn upsert_base(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    id: i64,
+    local_id: Option<i64>,
+    values: &[Value],
+    raw: &str,
+    hash: i64,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&sql(spec).upsert_base)?;
+    let head = [
+        Value::Integer(id),
+        local_id.map_or(Value::Null, Value::Integer),
+        Value::Text(raw.to_string()),
+        Value::Integer(hash),
+        Value::Text(now_text()),
+    ];
+    stmt.execute(params_from_iter(head.iter().chain(values)))?;
+    Ok(())
+}
+
+pub fn delete_base(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<()> {
+    let q = format!("DELETE FROM {} WHERE id = ?1", spec.base_table);
+    conn.prepare_cached(&q)?.execute([id])?;
+    Ok(())
+}
+
+pub fn count_mirror(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
+    let q = format!("SELECT count(*) FROM {}", spec.table);
+    Ok(conn.query_row(&q, [], |r| r.get(0))?)
+}
+
+pub fn count_base(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
+    let q = format!("SELECT count(*) FROM {}", spec.base_table);
+    Ok(conn.query_row(&q, [], |r| r.get(0))?)
+}
+
+/// Everything the user changed locally, found by comparing the mirror with the base.
+pub fn local_changes(conn: &Connection, spec: &ResourceSpec) -> Result<LocalChanges> {
+    let s = sql(spec);
+    let n = spec.columns.len();
+    let creates = conn
+        .prepare_cached(&s.select_creates)?
+        .query_map([], |r| mirror_from_row(r, n))?
+        .collect::<rusqlite::Result<_>>()?;
+    let updates = conn
+        .prepare_cached(&s.select_updates)?
+        .query_map([], |r| Ok((mirror_from_row(r, n)?, base_from_row(r, 2 + n, n)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let deletes = conn
+        .prepare_cached(&s.select_deletes)?
+        .query_map([], |r| base_from_row(r, 0, n))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(LocalChanges {
+        creates,
+        updates,
+        deletes,
+    })
+}
+
+/// Column list of a resource, for queries built elsewhere in the store.
+pub fn column_list(spec: &ResourceSpec) -> &'static str {
+    &sql(spec).cols
+}
+
+/// Ids seen during the current walk live in a per-connection temporary table, so tracking
+/// them costs no write to the database file and no memory that grows with the resource.
+pub fn begin_walk(conn: &Connection, spec: &ResourceSpec) -> Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS seen_{t} (id INTEGER PRIMARY KEY); DELETE FROM temp.seen_{t};",
+        t = spec.table
+    ))?;
+    Ok(())
+}
+
+/// Records ids as seen; returns how many of them were already seen in this walk.
+pub fn mark_seen(conn: &Connection, spec: &ResourceSpec, ids: &[i64]) -> Result<usize> {
+    let q = format!("INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)", spec.table);
+    let mut stmt = conn.prepare_cached(&q)?;
+    let mut repeats = 0;
+    for id in ids {
+        if stmt.execute([id])? == 0 {
+            repeats += 1;
+        }
+    }
+    Ok(repeats)
+}
+
+pub fn seen_count(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
+    let q = format!("SELECT count(*) FROM temp.seen_{}", spec.table);
+    Ok(conn.query_row(&q, [], |r| r.get(0))?)
+}
+
+/// Base snapshots not seen in the walk: candidates for removal from the mirror.
+pub fn unseen_base(conn: &Connection, spec: &ResourceSpec) -> Result<Vec<i64>> {
+    let q = format!(
+        "SELECT b.id FROM {b} b WHERE NOT EXISTS (SELECT 1 FROM temp.seen_{t} s WHERE s.id = b.id) ORDER BY b.id",
+        b = spec.base_table,
+        t = spec.table
+    );
+    let ids = conn
+        .prepare(&q)?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Upstream ids already mapped to a mirror row or base snapshot (not available for adoption).
+pub fn is_mapped(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<bool> {
+    let q = format!(
+        "SELECT EXISTS(SELECT 1 FROM {t} WHERE id = ?1) OR EXISTS(SELECT 1 FROM {b} WHERE id = ?1)",
+        t = spec.table,
+        b = spec.base_table
+    );
+    Ok(conn.prepare_cached(&q)?.query_row([id], |r| r.get(0))?)
+}
+
+/// Puts a record's mirror row back to its base snapshot (re-inserting it if deleted).
+pub fn restore_from_base(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<()> {
+    let Some(base) = base_by_id(conn, spec, id)? else {
+        return Ok(());
+    };
+    match mirror_by_id(conn, spec, id)? {
+        Some(row) => update_mirror(conn, spec, row.local_id, &base.values)?,
+        None => {
+            insert_mirror(conn, spec, Some(id), &base.values)?;
+        }
+    }
+    Ok(())
+}

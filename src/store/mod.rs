@@ -1,0 +1,206 @@
+//! SQLite store: the only place that talks SQL. Opens the database with durable settings,
+//! applies the embedded migrations, and gives the rest of the program typed operations on
+//! the mirror, the base snapshots, the journal and the sync state.
+//!
+//! Durability: WAL journal mode with `synchronous = FULL`, so every committed transaction
+//! (a journal entry above all) is fsynced to the WAL before the commit returns and survives
+//! power loss; `NORMAL` would only risk the last transactions, which for a journal entry
+//! written just before its request is sent is exactly the one that matters. WAL also lets
+//! `restsync status` and people's own `sqlite3` sessions read while a sync writes. Writes
+//! begin IMMEDIATE so they queue on the busy timeout instead of failing on lock upgrade.
+
+pub mod journal;
+pub mod mirror;
+pub mod state;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a statement waits for another writer (a person's long transaction, say).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const MIGRATION_SQL: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect())
+}
+
+/// The schema version this binary writes.
+pub fn schema_version() -> usize {
+    MIGRATION_SQL.len()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}, newer than this restsync understands ({supported}); upgrade restsync")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: usize,
+    },
+    #[error("migrating database {path}: {message}")]
+    Migration { path: PathBuf, message: String },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("corrupt journal entry {seq}: {message}")]
+    Corrupt { seq: i64, message: String },
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// A lock held too long by another writer: worth retrying later.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One writer connection.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing database for reading only (status, while a daemon writes).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if found > schema_version() as i64 {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: schema_version(),
+            });
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction, committing only if it succeeds.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > schema_version() as i64 {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: schema_version(),
+        });
+    }
+    migrations()
+        .to_latest(conn)
+        .map_err(|e| StoreError::Migration {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// A cloneable async handle: runs store work on the blocking pool, one writer at a time.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Mutex<Store>>,
+}
+
+impl Db {
+    pub fn new(store: Store) -> Db {
+        Db {
+            inner: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = inner
+                .lock()
+                .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Current time as stored in the database (RFC 3339, UTC, milliseconds).
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests;

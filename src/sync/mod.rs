@@ -1,0 +1,186 @@
+//! The sync engine: one cycle per resource is recover -> pull (walk + merge) -> push. The
+//! one-shot command and the daemon both call [`Engine::run_cycle`].
+
+pub mod merge;
+mod pull;
+mod push;
+mod report;
+mod retry;
+
+pub use report::{CycleReport, Outcome, PullStats, PushStats, ResourceReport};
+
+use crate::config::Settings;
+use crate::resources::{ResourceKind, UpstreamName};
+use crate::store::{Db, StoreError};
+use crate::upstream::{Client, ResourceApi, UpstreamError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something a person must look at (a guard refused, upstream rejected a change).
+    #[error("{0}")]
+    NeedsHuman(String),
+    /// Work left for a later run (upstream kept changing, a retry is not due yet).
+    #[error("{0}")]
+    Postponed(String),
+}
+
+impl SyncError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            SyncError::Upstream(e) if e.is_retryable() => Outcome::Transient(self.to_string()),
+            SyncError::Upstream(_) | SyncError::NeedsHuman(_) => Outcome::NeedsHuman(self.to_string()),
+            SyncError::Postponed(_) => Outcome::Transient(self.to_string()),
+            SyncError::Store(e) if e.is_busy() => Outcome::Transient(self.to_string()),
+            SyncError::Store(_) => Outcome::Fatal(self.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleOptions {
+    /// Push local deletes even beyond `sync.max_delete_fraction`.
+    pub allow_mass_delete: bool,
+}
+
+/// Everything one resource's cycle needs.
+pub(crate) struct ResourceCtx {
+    pub kind: ResourceKind,
+    pub api: ResourceApi,
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub opts: CycleOptions,
+}
+
+pub struct Engine {
+    settings: Arc<Settings>,
+    db: Db,
+    apis: HashMap<ResourceKind, ResourceApi>,
+}
+
+impl Engine {
+    pub fn new(settings: Arc<Settings>, db: Db) -> Result<Engine, UpstreamError> {
+        let mut clients: HashMap<UpstreamName, Client> = HashMap::new();
+        let mut apis = HashMap::new();
+        for res in &settings.resources {
+            let spec = res.kind.spec();
+            let Some(up) = settings.upstream(spec.upstream) else { continue };
+            let client = match clients.get(&spec.upstream) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Client::new(up, settings.sync.request_timeout)?;
+                    clients.insert(spec.upstream, c.clone());
+                    c
+                }
+            };
+            let filters = res.user_id.map(|u| vec![("user_id", u.to_string())]).unwrap_or_default();
+            apis.insert(res.kind, ResourceApi::new(spec, client, filters));
+        }
+        Ok(Engine { settings, db, apis })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn resources(&self) -> Vec<ResourceKind> {
+        let mut kinds: Vec<_> = self.apis.keys().copied().collect();
+        kinds.sort();
+        kinds
+    }
+
+    fn ctx(&self, kind: ResourceKind, opts: CycleOptions) -> Option<ResourceCtx> {
+        Some(ResourceCtx {
+            kind,
+            api: self.apis.get(&kind)?.clone(),
+            db: self.db.clone(),
+            settings: self.settings.clone(),
+            opts,
+        })
+    }
+
+    /// One full cycle over every enabled resource, resources side by side.
+    pub async fn run_cycle(&self, opts: CycleOptions) -> CycleReport {
+        let kinds = self.resources();
+        let runs = kinds.into_iter().filter_map(|k| self.ctx(k, opts)).map(|ctx| async move { run_resource(ctx).await });
+        CycleReport {
+            resources: futures::future::join_all(runs).await,
+        }
+    }
+
+    /// One cycle of a single resource (the daemon schedules resources separately).
+    pub async fn run_resource_cycle(&self, kind: ResourceKind, opts: CycleOptions) -> Option<ResourceReport> {
+        Some(run_resource(self.ctx(kind, opts)?).await)
+    }
+
+    /// Dry run: what a cycle would do, changing nothing in the mirror or upstream.
+    pub async fn plan(&self) -> Vec<(ResourceKind, Result<report::Plan, SyncError>)> {
+        let mut out = Vec::new();
+        for kind in self.resources() {
+            if let Some(ctx) = self.ctx(kind, CycleOptions::default()) {
+                out.push((kind, pull::plan(&ctx).await));
+            }
+        }
+        out
+    }
+}
+
+async fn run_resource(ctx: ResourceCtx) -> ResourceReport {
+    let span = tracing::info_span!("cycle", resource = %ctx.kind);
+    run_resource_inner(ctx).instrument(span).await
+}
+
+async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
+    let started = Instant::now();
+    let mut report = ResourceReport::new(ctx.kind);
+
+    // A create whose answer never came back must be looked for upstream before the walk
+    // would mistake the record it made for someone else's.
+    if let Err(e) = push::recover(&ctx).await {
+        report.note(e.outcome());
+    }
+    match pull::pull(&ctx).await {
+        Ok(stats) => report.pulled = Some(stats),
+        Err(e) => {
+            let msg = e.to_string();
+            let resource = ctx.kind.name();
+            if let Err(store_err) = ctx
+                .db
+                .call(move |s| crate::store::state::record_error(s.conn(), resource, &msg))
+                .await
+            {
+                report.note(SyncError::from(store_err).outcome());
+            }
+            report.note(e.outcome());
+        }
+    }
+    // Pushing after a failed pull is still safe: every push is computed from the mirror
+    // against the base snapshot, never against a partial walk.
+    match push::push(&ctx).await {
+        Ok((stats, outcome)) => {
+            report.pushed = stats;
+            report.note(outcome);
+        }
+        Err(e) => report.note(e.outcome()),
+    }
+    let retention = ctx.settings.sync.journal_retention;
+    let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if let Err(e) = ctx
+        .db
+        .call(move |s| crate::store::journal::purge_finished(s.conn(), &cutoff))
+        .await
+    {
+        tracing::warn!(error = %e, "could not purge old journal entries");
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.log();
+    report
+}

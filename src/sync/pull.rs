@@ -1,0 +1,465 @@
+//! Pull: walk every page of a resource and merge each record into the mirror; then, only
+//! after a walk is verified complete and the absences are confirmed, remove what upstream
+//! no longer holds. Pages are fetched concurrently and applied in order, one transaction
+//! per page, so memory stays bounded by `sync.concurrency` pages.
+
+use super::merge::{self, ConflictNote, Merged, MirrorAction};
+use super::report::{Plan, PullStats};
+use super::retry::with_retries;
+use super::{ResourceCtx, SyncError};
+use crate::config::ConflictPolicy;
+use crate::resources::{ResourceSpec, UpstreamName};
+use crate::store::{mirror, state, Store, StoreError};
+use crate::upstream::{Page, UpstreamError};
+use futures::StreamExt;
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// Absences confirmed one GET at a time up to this many; beyond, by a second walk.
+const CONFIRM_BY_GET_MAX: usize = 50;
+/// Walks tried before giving up on a consistent one this cycle.
+const MAX_WALKS: u32 = 3;
+
+/// FNV-1a: stable across builds, so stored hashes stay valid after an upgrade.
+pub fn content_hash(bytes: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: serde_json::Value,
+}
+
+fn record_id(raw: &RawValue) -> Option<i64> {
+    let v: IdOnly = serde_json::from_str(raw.get()).ok()?;
+    match v.id {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// How one walk went.
+#[derive(Debug, Default)]
+struct Walk {
+    pages: u64,
+    received: u64,
+    total: u64,
+    totals_stable: bool,
+    repeats: u64,
+    bad: u64,
+}
+
+impl Walk {
+    fn consistent(&self) -> bool {
+        self.totals_stable && self.repeats == 0 && self.bad == 0 && self.received == self.total
+    }
+}
+
+#[derive(Default)]
+struct PageResult {
+    repeats: u64,
+    bad: u64,
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    conflicts: u64,
+    plan: Plan,
+}
+
+pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
+    let started = Instant::now();
+    let spec = ctx.api.spec;
+    let resource = spec.table;
+    ctx.db.call(move |s| state::walk_started(s.conn(), resource)).await?;
+    let mut stats = PullStats::default();
+
+    let mut walk = run_walk(ctx, false, &mut stats, None).await?;
+    while !walk.consistent() && stats.walks < MAX_WALKS {
+        tracing::info!(resource, received = walk.received, total = walk.total, repeats = walk.repeats,
+            "upstream changed during the walk; walking again");
+        walk = run_walk(ctx, false, &mut stats, None).await?;
+    }
+    if walk.bad > 0 {
+        return Err(SyncError::Postponed(format!(
+            "{resource}: {} record(s) upstream could not be read (see the log); nothing was removed from the mirror this cycle",
+            walk.bad
+        )));
+    }
+    if !walk.consistent() {
+        return Err(SyncError::Postponed(format!(
+            "{resource}: upstream kept changing during {} walks (last: {} records received, total {}); removals postponed to the next cycle",
+            stats.walks, walk.received, walk.total
+        )));
+    }
+
+    let candidates = ctx.db.call(move |s| mirror::unseen_base(s.conn(), spec)).await?;
+    let confirmed = confirm_absent(ctx, candidates, &mut stats).await?;
+    if !confirmed.is_empty() {
+        guard_removals(ctx, confirmed.len()).await?;
+        let policy = ctx.settings.sync.on_conflict;
+        let (removed, conflicts) = ctx
+            .db
+            .call(move |s| apply_removals(s, spec, policy, &confirmed))
+            .await?;
+        stats.removed += removed;
+        stats.conflicts += conflicts;
+    }
+    let millis = started.elapsed().as_millis() as i64;
+    let pages = stats.pages as i64;
+    let rows = ctx
+        .db
+        .call(move |s| {
+            let rows = mirror::count_mirror(s.conn(), spec)?;
+            state::walk_completed(s.conn(), resource, rows, pages, millis)?;
+            Ok(rows)
+        })
+        .await?;
+    tracing::debug!(resource, rows, "walk complete");
+    Ok(stats)
+}
+
+/// Dry run of a cycle: walk and merge without writing, then list the pushes.
+pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
+    let spec = ctx.api.spec;
+    let mut stats = PullStats::default();
+    let mut plan = Plan::default();
+    let walk = run_walk(ctx, true, &mut stats, Some(&mut plan)).await?;
+    let candidates = ctx.db.call(move |s| mirror::unseen_base(s.conn(), spec)).await?;
+    if walk.consistent() {
+        plan.pull_remove = candidates.iter().map(|id| format!("id {id}: gone upstream")).collect();
+    } else if !candidates.is_empty() {
+        plan.notes.push(format!(
+            "upstream changed during the walk; {} record(s) not seen would be confirmed before removal",
+            candidates.len()
+        ));
+    }
+    let changes = ctx.db.call(move |s| mirror::local_changes(s.conn(), spec)).await?;
+    for m in &changes.creates {
+        plan.push_create.push(format!("local_id {}", m.local_id));
+    }
+    for (m, b) in &changes.updates {
+        let cols = spec.changed_writable(&m.values, &b.values).join(", ");
+        if spec.can_update {
+            plan.push_update.push(format!("local_id {} (id {}): {cols}", m.local_id, b.id));
+        } else {
+            plan.notes.push(format!(
+                "local_id {} (id {}): {cols} changed, but {} has no update endpoint; would be rejected",
+                m.local_id, b.id, spec.table
+            ));
+        }
+    }
+    for b in &changes.deletes {
+        plan.push_delete.push(format!("id {}", b.id));
+    }
+    Ok(plan)
+}
+
+async fn fetch_page(ctx: &ResourceCtx, page: u64) -> Result<Page, UpstreamError> {
+    let sync = &ctx.settings.sync;
+    let what = format!("{} page {page}", ctx.api.spec.table);
+    with_retries(sync.max_attempts_per_run, sync.retry_base, sync.max_retry_after, &what, || {
+        ctx.api.list_page(page, sync.per_page, &[])
+    })
+    .await
+}
+
+async fn run_walk(
+    ctx: &ResourceCtx,
+    dry: bool,
+    stats: &mut PullStats,
+    mut plan: Option<&mut Plan>,
+) -> Result<Walk, SyncError> {
+    let spec = ctx.api.spec;
+    let policy = ctx.settings.sync.on_conflict;
+    stats.walks += 1;
+    ctx.db.call(move |s| mirror::begin_walk(s.conn(), spec)).await?;
+    let progress = std::io::stderr().is_terminal() && !dry;
+
+    let first = fetch_page(ctx, 1).await?;
+    let mut walk = Walk {
+        total: first.total,
+        totals_stable: true,
+        ..Walk::default()
+    };
+    let last_page = first.last_page;
+    let expected_last = first.last_page;
+    let mut rest = futures::stream::iter(2..=last_page)
+        .map(|p| fetch_page(ctx, p))
+        .buffered(ctx.settings.sync.concurrency);
+    let mut next: Option<Page> = Some(first);
+    let mut page_no = 1u64;
+    while let Some(page) = next.take() {
+        if page.total != walk.total || page.last_page != expected_last {
+            walk.totals_stable = false;
+        }
+        walk.pages += 1;
+        walk.received += page.records.len() as u64;
+        let records = page.records;
+        let r = ctx
+            .db
+            .call(move |s| apply_page(s, spec, policy, page_no, records, dry))
+            .await?;
+        walk.repeats += r.repeats;
+        walk.bad += r.bad;
+        stats.inserted += r.inserted;
+        stats.updated += r.updated;
+        stats.unchanged += r.unchanged;
+        stats.conflicts += r.conflicts;
+        if let Some(plan) = plan.as_deref_mut() {
+            plan.pull_insert.extend(r.plan.pull_insert);
+            plan.pull_update.extend(r.plan.pull_update);
+            plan.conflicts.extend(r.plan.conflicts);
+        }
+        if progress {
+            eprint!("\r{}: page {page_no}/{last_page}, {} records ", spec.table, walk.received);
+        }
+        page_no += 1;
+        next = rest.next().await.transpose()?;
+    }
+    if progress {
+        eprintln!();
+    }
+    stats.pages += walk.pages;
+    stats.records += walk.received;
+    stats.bad_records += walk.bad;
+    Ok(walk)
+}
+
+/// Merges one page into the mirror in one transaction.
+fn apply_page(
+    store: &mut Store,
+    spec: &'static ResourceSpec,
+    policy: ConflictPolicy,
+    page_no: u64,
+    records: Vec<Box<RawValue>>,
+    dry: bool,
+) -> Result<PageResult, StoreError> {
+    let mut result = PageResult::default();
+    let mut parsed = Vec::with_capacity(records.len());
+    for raw in &records {
+        match record_id(raw) {
+            Some(id) => parsed.push((id, raw)),
+            None => {
+                result.bad += 1;
+                tracing::warn!(resource = spec.table, page = page_no, record = %crate::resources::truncate(raw.get(), 120),
+                    "upstream record has no usable id; skipped");
+            }
+        }
+    }
+    let ids: Vec<i64> = parsed.iter().map(|(id, _)| *id).collect();
+    let body = |conn: &Connection, result: &mut PageResult| -> Result<(), StoreError> {
+        let hashes = mirror::base_hashes(conn, spec, &ids)?;
+        result.repeats = mirror::mark_seen(conn, spec, &ids)? as u64;
+        for (id, raw) in &parsed {
+            let hash = content_hash(raw.get().as_bytes());
+            if hashes.get(id) == Some(&hash) {
+                result.unchanged += 1;
+                continue;
+            }
+            let record = serde_json::from_str::<serde_json::Value>(raw.get())
+                .map_err(|e| e.to_string())
+                .and_then(|json| spec.parse(&json, None).map_err(|e| e.to_string()));
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    result.bad += 1;
+                    tracing::warn!(resource = spec.table, id, page = page_no, error = %e, "upstream record skipped");
+                    continue;
+                }
+            };
+            let base = mirror::base_by_id(conn, spec, *id)?;
+            let local = mirror::mirror_by_id(conn, spec, *id)?;
+            let merged = merge::merge_present(spec, policy, &record, base.as_ref(), local.as_ref());
+            result.conflicts += merged.conflicts.len() as u64;
+            if dry {
+                describe(spec, *id, &merged, base.is_none() && local.is_none(), &mut result.plan);
+                continue;
+            }
+            let local_id = apply_mirror_action(conn, spec, Some(*id), &merged, local.as_ref().map(|m| m.local_id))?;
+            match merged.mirror {
+                MirrorAction::Insert(_) => result.inserted += 1,
+                MirrorAction::Update { .. } => result.updated += 1,
+                _ => {}
+            }
+            record_conflicts(conn, spec, local_id, Some(*id), policy, &merged.conflicts)?;
+            mirror::upsert_base(conn, spec, *id, local_id, &record.values, raw.get(), hash)?;
+        }
+        Ok(())
+    };
+    if dry {
+        body(store.conn(), &mut result)?;
+    } else {
+        store.write(|tx| body(tx, &mut result))?;
+    }
+    Ok(result)
+}
+
+fn describe(spec: &ResourceSpec, id: i64, merged: &Merged, new: bool, plan: &mut Plan) {
+    match &merged.mirror {
+        MirrorAction::Insert(_) if new => plan.pull_insert.push(format!("id {id}: new upstream")),
+        MirrorAction::Insert(_) => plan.pull_insert.push(format!("id {id}: restored (deleted locally, changed upstream)")),
+        MirrorAction::Update { local_id, .. } => plan.pull_update.push(format!("id {id} (local_id {local_id})")),
+        _ => {}
+    }
+    for c in &merged.conflicts {
+        plan.conflicts.push(format!(
+            "{} id {id}: {} {} local={} remote={}",
+            spec.table,
+            c.kind,
+            c.field.unwrap_or(""),
+            c.local.as_deref().unwrap_or("-"),
+            c.remote.as_deref().unwrap_or("-")
+        ));
+    }
+}
+
+/// Applies a merge decision to the mirror; returns the local row id it now lives under.
+fn apply_mirror_action(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    id: Option<i64>,
+    merged: &Merged,
+    existing: Option<i64>,
+) -> Result<Option<i64>, StoreError> {
+    Ok(match &merged.mirror {
+        MirrorAction::None => existing,
+        MirrorAction::Insert(values) => Some(mirror::insert_mirror(conn, spec, id, values)?),
+        MirrorAction::Update { local_id, values } => {
+            mirror::update_mirror(conn, spec, *local_id, values)?;
+            Some(*local_id)
+        }
+        MirrorAction::Delete { local_id } => {
+            mirror::delete_mirror(conn, spec, *local_id)?;
+            None
+        }
+        MirrorAction::Unlink { local_id } => {
+            mirror::set_mirror_id(conn, spec, *local_id, None)?;
+            Some(*local_id)
+        }
+    })
+}
+
+fn record_conflicts(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    local_id: Option<i64>,
+    id: Option<i64>,
+    policy: ConflictPolicy,
+    notes: &[ConflictNote],
+) -> Result<(), StoreError> {
+    for c in notes {
+        tracing::warn!(
+            resource = spec.table,
+            local_id,
+            id,
+            kind = c.kind,
+            field = c.field,
+            local = c.local.as_deref(),
+            remote = c.remote.as_deref(),
+            resolution = policy.as_str(),
+            "conflict"
+        );
+        state::record_conflict(
+            conn,
+            &state::Conflict {
+                resource: spec.table.to_string(),
+                local_id,
+                upstream_id: id,
+                kind: c.kind.to_string(),
+                field: c.field.map(str::to_string),
+                base_value: c.base.clone(),
+                local_value: c.local.clone(),
+                remote_value: c.remote.clone(),
+                resolution: policy.as_str().to_string(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Confirms that records missing from a walk are really gone: by GET when there are few
+/// and the API has one, else by a second complete walk.
+async fn confirm_absent(ctx: &ResourceCtx, candidates: Vec<i64>, stats: &mut PullStats) -> Result<Vec<i64>, SyncError> {
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let spec = ctx.api.spec;
+    let sync = &ctx.settings.sync;
+    if spec.upstream == UpstreamName::Firstline && candidates.len() <= CONFIRM_BY_GET_MAX {
+        let mut gone = Vec::new();
+        for id in candidates {
+            let what = format!("{} get {id}", spec.table);
+            let found = with_retries(sync.max_attempts_per_run, sync.retry_base, sync.max_retry_after, &what, || {
+                ctx.api.get(id)
+            })
+            .await?;
+            if found.is_none() {
+                gone.push(id);
+            }
+        }
+        return Ok(gone);
+    }
+    let walk = run_walk(ctx, false, stats, None).await?;
+    if !walk.consistent() {
+        return Err(SyncError::Postponed(format!(
+            "{}: {} record(s) were missing from a walk but upstream changed during the confirming walk; removals postponed",
+            spec.table,
+            candidates.len()
+        )));
+    }
+    let unseen: std::collections::HashSet<i64> = ctx
+        .db
+        .call(move |s| mirror::unseen_base(s.conn(), spec))
+        .await?
+        .into_iter()
+        .collect();
+    Ok(candidates.into_iter().filter(|id| unseen.contains(id)).collect())
+}
+
+async fn guard_removals(ctx: &ResourceCtx, removals: usize) -> Result<(), SyncError> {
+    let spec = ctx.api.spec;
+    let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await?;
+    let fraction = ctx.settings.sync.max_delete_fraction;
+    if removals as f64 > fraction * base as f64 && !ctx.opts.allow_mass_delete {
+        return Err(SyncError::NeedsHuman(format!(
+            "{}: the walk would remove {removals} of {base} rows from the mirror, more than sync.max_delete_fraction ({fraction}); \
+             the mirror was left untouched. If upstream really lost these records, run `restsync sync --once --allow-mass-delete`",
+            spec.table
+        )));
+    }
+    Ok(())
+}
+
+fn apply_removals(
+    store: &mut Store,
+    spec: &'static ResourceSpec,
+    policy: ConflictPolicy,
+    ids: &[i64],
+) -> Result<(u64, u64), StoreError> {
+    store.write(|tx| {
+        let (mut removed, mut conflicts) = (0, 0);
+        for id in ids {
+            let Some(base) = mirror::base_by_id(tx, spec, *id)? else { continue };
+            let local = mirror::mirror_by_id(tx, spec, *id)?;
+            let merged = merge::merge_absent(spec, policy, &base, local.as_ref());
+            if matches!(merged.mirror, MirrorAction::Delete { .. }) {
+                removed += 1;
+            }
+            conflicts += merged.conflicts.len() as u64;
+            let local_id = apply_mirror_action(tx, spec, None, &merged, local.as_ref().map(|m| m.local_id))?;
+            record_conflicts(tx, spec, local_id.or(base.local_id), Some(*id), policy, &merged.conflicts)?;
+            mirror::delete_base(tx, spec, *id)?;
+        }
+        Ok((removed, conflicts))
+    })
+}
+

@@ -1,0 +1,150 @@
+//! What a cycle did, per resource, and the exit code it adds up to.
+
+use crate::resources::ResourceKind;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Outcome {
+    Ok,
+    /// Work left for a later run (exit 75).
+    Transient(String),
+    /// A person must act (exit 65).
+    NeedsHuman(String),
+    /// The run could not go on (exit 1).
+    Fatal(String),
+}
+
+impl Outcome {
+    fn rank(&self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Transient(_) => 1,
+            Outcome::NeedsHuman(_) => 2,
+            Outcome::Fatal(_) => 3,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Transient(_) => 75,
+            Outcome::NeedsHuman(_) => 65,
+            Outcome::Fatal(_) => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PullStats {
+    pub pages: u64,
+    pub records: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub removed: u64,
+    pub unchanged: u64,
+    pub conflicts: u64,
+    pub walks: u32,
+    pub bad_records: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PushStats {
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub failed: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceReport {
+    pub resource: ResourceKind,
+    pub pulled: Option<PullStats>,
+    pub pushed: PushStats,
+    pub outcome: Outcome,
+    /// Every problem met, in order (the outcome keeps the worst).
+    pub problems: Vec<String>,
+    pub seconds: f64,
+}
+
+impl ResourceReport {
+    pub fn new(resource: ResourceKind) -> ResourceReport {
+        ResourceReport {
+            resource,
+            pulled: None,
+            pushed: PushStats::default(),
+            outcome: Outcome::Ok,
+            problems: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    pub fn note(&mut self, outcome: Outcome) {
+        match &outcome {
+            Outcome::Ok => return,
+            Outcome::Transient(m) | Outcome::NeedsHuman(m) | Outcome::Fatal(m) => self.problems.push(m.clone()),
+        }
+        if outcome.rank() > self.outcome.rank() {
+            self.outcome = outcome;
+        }
+    }
+
+    pub fn log(&self) {
+        let p = self.pulled.clone().unwrap_or_default();
+        let s = &self.pushed;
+        let status = match &self.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Transient(_) => "retry-later",
+            Outcome::NeedsHuman(_) => "needs-attention",
+            Outcome::Fatal(_) => "failed",
+        };
+        tracing::info!(
+            resource = %self.resource,
+            status,
+            pages = p.pages,
+            records = p.records,
+            inserted = p.inserted,
+            updated = p.updated,
+            removed = p.removed,
+            conflicts = p.conflicts,
+            pushed_created = s.created,
+            pushed_updated = s.updated,
+            pushed_deleted = s.deleted,
+            push_failed = s.failed,
+            push_pending = s.pending,
+            seconds = format!("{:.2}", self.seconds),
+            "cycle finished"
+        );
+        for problem in &self.problems {
+            tracing::warn!(resource = %self.resource, "{problem}");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub resources: Vec<ResourceReport>,
+}
+
+impl CycleReport {
+    pub fn exit_code(&self) -> i32 {
+        self.resources
+            .iter()
+            .map(|r| &r.outcome)
+            .max_by_key(|o| o.rank())
+            .map_or(0, Outcome::exit_code)
+    }
+}
+
+/// What a cycle would do (the `plan` command).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub pull_insert: Vec<String>,
+    pub pull_update: Vec<String>,
+    pub pull_remove: Vec<String>,
+    pub push_create: Vec<String>,
+    pub push_update: Vec<String>,
+    pub push_delete: Vec<String>,
+    pub conflicts: Vec<String>,
+    pub notes: Vec<String>,
+}

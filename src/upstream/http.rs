@@ -1,0 +1,216 @@
+//! The HTTP layer shared by both upstreams: auth headers, timeouts, and turning every kind
+//! of answer (JSON, Laravel validation errors, Plusofon error bodies, HTML pages, truncated
+//! bodies) into bytes or a typed error.
+
+use super::error::UpstreamError;
+use bytes::Bytes;
+use crate::config::UpstreamSettings;
+use crate::resources::truncate;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::Value as Json;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) name: &'static str,
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl Client {
+    pub fn new(settings: &UpstreamSettings, timeout: Duration) -> Result<Client, UpstreamError> {
+        let name = settings.name.as_str();
+        let bad = |message: String| UpstreamError::Malformed {
+            upstream: name,
+            message,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", settings.token.expose()))
+            .map_err(|_| bad("the token contains characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        if let Some(client) = &settings.client {
+            let value = HeaderValue::from_str(client)
+                .map_err(|_| bad("the client id contains characters not allowed in a header".into()))?;
+            headers.insert("Client", value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("restsync/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+        let mut base = settings.base_url.clone();
+        // `{base_url}/api/v1/...` must keep any path prefix of the base URL.
+        let trimmed = base.path().trim_end_matches('/').to_string();
+        base.set_path(&trimmed);
+        Ok(Client { name, http, base })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        url
+    }
+
+    /// Sends one request and returns the body of a success answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+    ) -> Result<(StatusCode, Bytes), UpstreamError> {
+        let writes = method != Method::GET;
+        let mut req = self.http.request(method, self.url(path));
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(body) = body {
+            req = req.body(body.to_string());
+        }
+        let resp = req.send().await.map_err(|e| self.transport(&e, writes))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let is_html = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("html"));
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&e, true))?;
+        if status.is_success() {
+            if is_html || looks_like_html(&bytes) {
+                return Err(UpstreamError::Malformed {
+                    upstream: self.name,
+                    message: format!("an HTML page instead of JSON ({})", html_title(&bytes)),
+                });
+            }
+            return Ok((status, bytes));
+        }
+        Err(UpstreamError::Http {
+            upstream: self.name,
+            status: status.as_u16(),
+            message: error_message(&bytes, status),
+            retry_after,
+        })
+    }
+
+    fn transport(&self, e: &reqwest::Error, writes: bool) -> UpstreamError {
+        // A connect failure never reached upstream; anything later might have.
+        let maybe_sent = writes && !e.is_connect();
+        let kind = if e.is_timeout() {
+            "request timed out"
+        } else if e.is_connect() {
+            "cannot connect"
+        } else if e.is_body() || e.is_decode() {
+            "connection dropped while reading the answer"
+        } else {
+            "request failed"
+        };
+        let mut message = format!("{kind}: {e}");
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        UpstreamError::Transport {
+            upstream: self.name,
+            message,
+            maybe_sent,
+        }
+    }
+}
+
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+fn looks_like_html(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).to_ascii_lowercase();
+    let head = head.trim_start();
+    head.starts_with("<!doctype html") || head.starts_with("<html")
+}
+
+fn html_title(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lower = text.to_ascii_lowercase();
+    if let (Some(a), Some(b)) = (lower.find("<title>"), lower.find("</title>")) {
+        if a + 7 <= b {
+            return truncate(text[a + 7..b].trim(), 120);
+        }
+    }
+    truncate(text.trim(), 120)
+}
+
+/// The upstream's own words: Laravel `message` + `errors`, Plusofon `message`, an HTML
+/// page's title, or the start of whatever else came back.
+pub(crate) fn error_message(bytes: &[u8], status: StatusCode) -> String {
+    if bytes.is_empty() {
+        return status
+            .canonical_reason()
+            .unwrap_or("no body")
+            .to_string();
+    }
+    if let Ok(json) = serde_json::from_slice::<Json>(bytes) {
+        if let Some(msg) = json_error_message(&json) {
+            return msg;
+        }
+        return truncate(&json.to_string(), 300);
+    }
+    if looks_like_html(bytes) {
+        return format!("HTML error page: {}", html_title(bytes));
+    }
+    truncate(&String::from_utf8_lossy(bytes), 300)
+}
+
+pub(crate) fn json_error_message(json: &Json) -> Option<String> {
+    let obj = json.as_object()?;
+    let message = obj.get("message").and_then(|m| m.as_str()).map(str::to_string);
+    let details: Vec<String> = obj
+        .get("errors")
+        .and_then(|e| e.as_object())
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|(field, msgs)| {
+                    let text = match msgs {
+                        Json::Array(items) => items
+                            .iter()
+                            .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        other => other.as_str().map_or_else(|| other.to_string(), str::to_string),
+                    };
+                    format!("{field}: {text}")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match (message, details.is_empty()) {
+        (Some(m), true) => Some(m),
+        (Some(m), false) => Some(format!("{m} ({})", details.join("; "))),
+        (None, false) => Some(details.join("; ")),
+        (None, true) => None,
+    }
+}
