@@ -273,7 +273,9 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         let key = format!("resources.{}", kind.name());
         let upstream = kind.spec().upstream;
         if section.user_id.is_some() && kind != ResourceKind::SmartNumbers {
-            problems.push(format!("{key}.user_id: only resources.smart_numbers takes a user_id filter"));
+            problems.push(format!(
+                "{key}.user_id: only resources.smart_numbers takes a user_id filter"
+            ));
         }
         let configured = upstreams.contains_key(upstream.as_str());
         match section.enabled {
@@ -354,7 +356,10 @@ fn validate_upstream(
         Some(s) => match Url::parse(s) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(u) => {
-                problems.push(format!("{key}.base_url: {s:?} must be an http(s) URL with a host (scheme {:?})", u.scheme()));
+                problems.push(format!(
+                    "{key}.base_url: {s:?} must be an http(s) URL with a host (scheme {:?})",
+                    u.scheme()
+                ));
                 None
             }
             Err(e) => {
@@ -421,7 +426,10 @@ fn read_token_file(key: &str, file: &Path, base_dir: &Path, problems: &mut Vec<S
         }
         Ok(t) => Some(Secret::new(t.trim())),
         Err(e) => {
-            problems.push(format!("{key}.token_file: cannot read {}: {e}", resolved.display()));
+            problems.push(format!(
+                "{key}.token_file: cannot read {}: {e}",
+                resolved.display()
+            ));
             None
         }
     }
@@ -442,18 +450,24 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
     }
     let timeout = raw.request_timeout_secs.unwrap_or(30);
     if !(1..=3600).contains(&timeout) {
-        problems.push(format!("sync.request_timeout_secs: {timeout} is outside 1..=3600"));
+        problems.push(format!(
+            "sync.request_timeout_secs: {timeout} is outside 1..=3600"
+        ));
     }
     let on_conflict = match raw.on_conflict.as_deref() {
         None => ConflictPolicy::RemoteWins,
         Some(s) => s.parse().unwrap_or_else(|()| {
-            problems.push(format!("sync.on_conflict: {s:?} is not one of \"remote-wins\", \"local-wins\""));
+            problems.push(format!(
+                "sync.on_conflict: {s:?} is not one of \"remote-wins\", \"local-wins\""
+            ));
             ConflictPolicy::RemoteWins
         }),
     };
     let fraction = raw.max_delete_fraction.unwrap_or(0.5);
     if !(0.0..=1.0).contains(&fraction) {
-        problems.push(format!("sync.max_delete_fraction: {fraction} is outside 0.0..=1.0"));
+        problems.push(format!(
+            "sync.max_delete_fraction: {fraction} is outside 0.0..=1.0"
+        ));
     }
     let attempts = raw.max_attempts_per_run.unwrap_or(4);
     if attempts == 0 {
@@ -480,7 +494,11 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
 /// crontab line, which runs at second 0.
 pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
     let fields = s.split_whitespace().count();
-    let expr = if fields == 5 { format!("0 {s}") } else { s.to_string() };
+    let expr = if fields == 5 {
+        format!("0 {s}")
+    } else {
+        s.to_string()
+    };
     cron::Schedule::from_str(&expr).map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
 }
 

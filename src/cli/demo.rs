@@ -20,7 +20,13 @@ const DEMO_EDITS: &[&str] = &[
     "DELETE FROM smart_numbers WHERE local_id = (SELECT max(local_id) FROM smart_numbers WHERE id IS NOT NULL)",
 ];
 
-pub async fn serve_sandbox(firstline_port: u16, plusofon_port: u16, seed: u64, records: usize, faults: Option<&str>) -> i32 {
+pub async fn serve_sandbox(
+    firstline_port: u16,
+    plusofon_port: u16,
+    seed: u64,
+    records: usize,
+    faults: Option<&str>,
+) -> i32 {
     let faults = match faults.map(sandbox::parse_faults).transpose() {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => {
@@ -43,7 +49,11 @@ pub async fn serve_sandbox(firstline_port: u16, plusofon_port: u16, seed: u64, r
             return exit::FATAL;
         }
     };
-    println!("Firstline sandbox: {}  (token {})", sandbox.firstline_url(), opts.firstline_token);
+    println!(
+        "Firstline sandbox: {}  (token {})",
+        sandbox.firstline_url(),
+        opts.firstline_token
+    );
     println!(
         "Plusofon sandbox:  {}  (token {}, client {})",
         sandbox.plusofon_url(),
@@ -111,23 +121,36 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
     let engine = Engine::new(settings, Db::new(Store::open(&db_path)?))?;
 
     println!("restsync demo: syncing with the built-in sandbox");
-    println!("  Firstline at {}, Plusofon at {}\n", sandbox.firstline_url(), sandbox.plusofon_url());
+    println!(
+        "  Firstline at {}, Plusofon at {}\n",
+        sandbox.firstline_url(),
+        sandbox.plusofon_url()
+    );
     let started = Instant::now();
     let first = engine.run_cycle(CycleOptions::default()).await;
-    println!("1. First sync: pulled every resource into an empty mirror ({:.2}s)", started.elapsed().as_secs_f64());
+    println!(
+        "1. First sync: pulled every resource into an empty mirror ({:.2}s)",
+        started.elapsed().as_secs_f64()
+    );
     print_report(&first);
 
     println!("\n2. Editing the mirror with plain SQL, as a person or another program would:");
     let conn = rusqlite::Connection::open(&db_path)?;
     for sql in DEMO_EDITS {
         conn.execute(sql, [])?;
-        println!("   sqlite> {};", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        println!(
+            "   sqlite> {};",
+            sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
     }
     drop(conn);
 
     let started = Instant::now();
     let second = engine.run_cycle(CycleOptions::default()).await;
-    println!("\n3. Second sync: pushed the edits upstream ({:.2}s)", started.elapsed().as_secs_f64());
+    println!(
+        "\n3. Second sync: pushed the edits upstream ({:.2}s)",
+        started.elapsed().as_secs_f64()
+    );
     print_report(&second);
 
     let control = sandbox.control();
@@ -148,14 +171,23 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
     }
     let abs = std::fs::canonicalize(&db_path).unwrap_or(db_path.clone());
     println!("\nThe mirror is at {}", abs.display());
-    println!("Look inside:  sqlite3 {} 'SELECT * FROM phone_numbers ORDER BY local_id DESC LIMIT 5'", abs.display());
-    println!("Journal:      sqlite3 {} 'SELECT seq, resource, op, state, local_id, upstream_id FROM journal'", abs.display());
+    println!(
+        "Look inside:  sqlite3 {} 'SELECT * FROM phone_numbers ORDER BY local_id DESC LIMIT 5'",
+        abs.display()
+    );
+    println!(
+        "Journal:      sqlite3 {} 'SELECT seq, resource, op, state, local_id, upstream_id FROM journal'",
+        abs.display()
+    );
     sandbox.shutdown().await;
     Ok(second.exit_code())
 }
 
 fn print_report(report: &CycleReport) {
-    println!("   {:<14} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  status", "resource", "records", "pages", "inserted", "updated", "removed", "created", "pushed~", "deleted");
+    println!(
+        "   {:<14} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  status",
+        "resource", "records", "pages", "inserted", "updated", "removed", "created", "pushed~", "deleted"
+    );
     for r in &report.resources {
         let p = r.pulled.clone().unwrap_or_default();
         let s = &r.pushed;

@@ -64,8 +64,15 @@ fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreErr
         return Ok(exit::CONFIG);
     }
     let n = store.write(|tx| journal::retry(tx, seq))?;
-    println!("{n} entr{} will be sent on the next sync", if n == 1 { "y" } else { "ies" });
-    Ok(if n == 0 && seq.is_some() { exit::DATA } else { exit::OK })
+    println!(
+        "{n} entr{} will be sent on the next sync",
+        if n == 1 { "y" } else { "ies" }
+    );
+    Ok(if n == 0 && seq.is_some() {
+        exit::DATA
+    } else {
+        exit::OK
+    })
 }
 
 fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError> {
@@ -74,15 +81,25 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         return Ok(exit::DATA);
     };
     if !matches!(entry.state, State::Pending | State::Failed | State::InFlight) {
-        eprintln!("restsync: journal entry {seq} is {}; only pending or failed entries can be dropped", entry.state);
+        eprintln!(
+            "restsync: journal entry {seq} is {}; only pending or failed entries can be dropped",
+            entry.state
+        );
         return Ok(exit::DATA);
     }
     let Some(kind) = ResourceKind::from_name(&entry.resource) else {
-        eprintln!("restsync: journal entry {seq} names an unknown resource {:?}", entry.resource);
+        eprintln!(
+            "restsync: journal entry {seq} names an unknown resource {:?}",
+            entry.resource
+        );
         return Ok(exit::DATA);
     };
     let effect = match entry.op {
-        Op::Create => format!("delete local row {} of {} (it was never created upstream)", entry.local_id.unwrap_or(0), kind),
+        Op::Create => format!(
+            "delete local row {} of {} (it was never created upstream)",
+            entry.local_id.unwrap_or(0),
+            kind
+        ),
         Op::Update | Op::Delete => format!(
             "restore {} row with id {} from its base snapshot (the last state known upstream)",
             kind,

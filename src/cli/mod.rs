@@ -20,10 +20,19 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "restsync", version, about = "Keeps a local SQLite mirror in two-way sync with the Firstline and Plusofon REST APIs")]
+#[command(
+    name = "restsync",
+    version,
+    about = "Keeps a local SQLite mirror in two-way sync with the Firstline and Plusofon REST APIs"
+)]
 pub struct Cli {
     /// Configuration file (TOML).
-    #[arg(long, global = true, env = "RESTSYNC_CONFIG", default_value = "config/restsync.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "RESTSYNC_CONFIG",
+        default_value = "config/restsync.toml"
+    )]
     pub config: PathBuf,
     /// Log format on stderr (overrides `log.format`).
     #[arg(long, global = true, env = "RESTSYNC_LOG_FORMAT", value_enum)]
@@ -136,9 +145,21 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     match cli.command {
-        Command::Sandbox { firstline_port, plusofon_port, seed, records, faults } => {
+        Command::Sandbox {
+            firstline_port,
+            plusofon_port,
+            seed,
+            records,
+            faults,
+        } => {
             logging::init(None, flag_format.unwrap_or(LogFormat::Text));
-            runtime.block_on(demo::serve_sandbox(firstline_port, plusofon_port, seed, records, faults.as_deref()))
+            runtime.block_on(demo::serve_sandbox(
+                firstline_port,
+                plusofon_port,
+                seed,
+                records,
+                faults.as_deref(),
+            ))
         }
         Command::Demo { dir, records } => {
             logging::init(Some("warn"), flag_format.unwrap_or(LogFormat::Text));
@@ -163,10 +184,15 @@ pub fn run(cli: Cli) -> i32 {
 
 async fn dispatch(command: Command, settings: Settings) -> i32 {
     match command {
-        Command::Sync { once, allow_mass_delete } => sync_cmd::run(settings, once, allow_mass_delete).await,
+        Command::Sync {
+            once,
+            allow_mass_delete,
+        } => sync_cmd::run(settings, once, allow_mass_delete).await,
         Command::Plan => sync_cmd::plan(settings).await,
         Command::Status { json } => status::run(&settings, json),
-        Command::Journal { action, state, limit } => journal_cmd::run(&settings, action, state.as_deref(), limit),
+        Command::Journal { action, state, limit } => {
+            journal_cmd::run(&settings, action, state.as_deref(), limit)
+        }
         Command::Sandbox { .. } | Command::Demo { .. } => exit::FATAL,
     }
 }

@@ -114,11 +114,24 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         println!("{}:", s.resource);
         println!("  rows: {}", s.rows);
         let p = &s.pending_local_changes;
-        println!("  local changes not yet upstream: {} create, {} update, {} delete", p.creates, p.updates, p.deletes);
+        println!(
+            "  local changes not yet upstream: {} create, {} update, {} delete",
+            p.creates, p.updates, p.deletes
+        );
         let journal: Vec<String> = s.journal.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("  journal: {}", if journal.is_empty() { "empty".into() } else { journal.join(", ") });
+        println!(
+            "  journal: {}",
+            if journal.is_empty() {
+                "empty".into()
+            } else {
+                journal.join(", ")
+            }
+        );
         println!("  conflicts recorded: {}", s.conflicts);
-        println!("  last complete pull: {}", s.last_complete_pull.as_deref().unwrap_or("never"));
+        println!(
+            "  last complete pull: {}",
+            s.last_complete_pull.as_deref().unwrap_or("never")
+        );
         if let Some(err) = &s.last_error {
             println!("  last error: {err}");
         }

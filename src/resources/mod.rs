@@ -193,10 +193,7 @@ impl ResourceSpec {
                     .and_then(|o| o.get(inner)),
             };
             let value = match raw {
-                None => fallback
-                    .and_then(|f| f.get(i))
-                    .cloned()
-                    .unwrap_or(Value::Null),
+                None => fallback.and_then(|f| f.get(i)).cloned().unwrap_or(Value::Null),
                 Some(v) => json_to_value(col, v)?,
             };
             values.push(value);
@@ -245,7 +242,10 @@ impl ResourceSpec {
                 (col.ty, v),
                 (_, Value::Null)
                     | (ColumnType::Integer, Value::Integer(_))
-                    | (ColumnType::Text, Value::Text(_) | Value::Integer(_) | Value::Real(_))
+                    | (
+                        ColumnType::Text,
+                        Value::Text(_) | Value::Integer(_) | Value::Real(_)
+                    )
             );
             if !ok {
                 let expected = match col.ty {
@@ -273,7 +273,11 @@ impl ResourceSpec {
     pub fn values_from_json(&self, text: &str) -> Result<Vec<Value>, String> {
         let items: Vec<Json> = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if items.len() != self.columns.len() {
-            return Err(format!("expected {} values, found {}", self.columns.len(), items.len()));
+            return Err(format!(
+                "expected {} values, found {}",
+                self.columns.len(),
+                items.len()
+            ));
         }
         self.columns
             .iter()
@@ -313,9 +317,7 @@ fn json_to_value(col: &Column, v: &Json) -> Result<Value, RecordError> {
     match (col.ty, v) {
         (_, Json::Null) => Ok(Value::Null),
         (ColumnType::Integer, Json::Bool(b)) => Ok(Value::Integer(i64::from(*b))),
-        (ColumnType::Integer, other) => json_to_i64(other)
-            .map(Value::Integer)
-            .ok_or_else(|| wrong(other)),
+        (ColumnType::Integer, other) => json_to_i64(other).map(Value::Integer).ok_or_else(|| wrong(other)),
         (ColumnType::Text, Json::String(s)) => Ok(Value::Text(s.clone())),
         (ColumnType::Text, Json::Number(n)) => Ok(Value::Text(n.to_string())),
         (ColumnType::Text, other) => Err(wrong(other)),

@@ -35,15 +35,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             .route(
                 &format!("{base}/{{id}}"),
                 get(move |s: State<Arc<Shared>>, id: Path<String>| show(kind, s, id))
-                    .put(move |s: State<Arc<Shared>>, id: Path<String>, b: Bytes| {
-                        update(kind, s, id, b)
-                    })
+                    .put(move |s: State<Arc<Shared>>, id: Path<String>, b: Bytes| update(kind, s, id, b))
                     .delete(move |s: State<Arc<Shared>>, id: Path<String>| destroy(kind, s, id)),
             );
     }
     r.fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"message": "Not Found"})) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
-        .layer(middleware::from_fn_with_state(shared.clone(), super::layer::faults))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            super::layer::faults,
+        ))
         .with_state(shared)
 }
 
@@ -60,10 +61,7 @@ async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
     if ok {
         next.run(req).await
     } else {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"message": "Unauthenticated."}),
-        )
+        json_response(StatusCode::UNAUTHORIZED, &json!({"message": "Unauthenticated."}))
     }
 }
 
@@ -96,10 +94,7 @@ fn invalid(errors: ErrorBag) -> Response {
 }
 
 fn malformed() -> Response {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({"message": "Malformed JSON"}),
-    )
+    json_response(StatusCode::BAD_REQUEST, &json!({"message": "Malformed JSON"}))
 }
 
 #[derive(Serialize)]
@@ -244,7 +239,11 @@ fn validate(kind: Kind, body: &Map<String, Value>, mode: Mode) -> Result<(), Err
 async fn show(kind: Kind, State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     // GET shows the phone_contact object but, for addresses, not the search-only fields.
     let with_extra = kind == Kind::PhoneNumbers;
-    match id.parse::<i64>().ok().and_then(|n| single(&shared, kind, n, with_extra)) {
+    match id
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| single(&shared, kind, n, with_extra))
+    {
         Some(body) => json_response(StatusCode::OK, &body),
         None => not_found(kind, &id),
     }
@@ -271,7 +270,11 @@ async fn update(
     body: Bytes,
 ) -> Response {
     // Route-model binding comes first: an unknown id is a 404 whatever the body.
-    let Some(n) = id.parse::<i64>().ok().filter(|n| shared.state().contains(kind, *n)) else {
+    let Some(n) = id
+        .parse::<i64>()
+        .ok()
+        .filter(|n| shared.state().contains(kind, *n))
+    else {
         return not_found(kind, &id);
     };
     let Some(fields) = json_object(&body) else {

@@ -28,10 +28,8 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 pub(crate) fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -61,10 +59,8 @@ fn html_page(code: u16) -> Response {
     );
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r
 }
 
@@ -92,11 +88,7 @@ async fn truncate(resp: Response) -> Response {
 }
 
 /// Applies latency and faults, runs the request, and logs what the client got.
-pub(crate) async fn faults(
-    State(shared): State<Arc<Shared>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn faults(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_ascii_uppercase();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or_default().to_string();

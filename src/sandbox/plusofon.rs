@@ -152,7 +152,9 @@ fn validation_error(f: &Map<String, Value>) -> Option<&'static str> {
     }
     let phone_ok = match phone_b {
         Some(Value::String(s)) => (11..=12).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()),
-        Some(Value::Number(n)) => n.as_u64().is_some_and(|n| (10_000_000_000..1_000_000_000_000).contains(&n)),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .is_some_and(|n| (10_000_000_000..1_000_000_000_000).contains(&n)),
         _ => false,
     };
     if !phone_ok {

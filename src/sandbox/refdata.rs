@@ -22,13 +22,34 @@ pub(crate) const COUNTRY_NAME: &str = "台灣";
 
 /// States; ids 1 (台北市) and 2 (基隆市) match the API document's examples.
 pub(crate) const STATES: &[StateRow] = &[
-    StateRow { id: 1, name: "台北市" },
-    StateRow { id: 2, name: "基隆市" },
-    StateRow { id: 3, name: "新北市" },
-    StateRow { id: 4, name: "桃園市" },
-    StateRow { id: 5, name: "台中市" },
-    StateRow { id: 6, name: "台南市" },
-    StateRow { id: 7, name: "高雄市" },
+    StateRow {
+        id: 1,
+        name: "台北市",
+    },
+    StateRow {
+        id: 2,
+        name: "基隆市",
+    },
+    StateRow {
+        id: 3,
+        name: "新北市",
+    },
+    StateRow {
+        id: 4,
+        name: "桃園市",
+    },
+    StateRow {
+        id: 5,
+        name: "台中市",
+    },
+    StateRow {
+        id: 6,
+        name: "台南市",
+    },
+    StateRow {
+        id: 7,
+        name: "高雄市",
+    },
 ];
 
 const fn city(id: i64, state_id: i64, name: &'static str, zipcode: &'static str) -> CityRow {
@@ -109,7 +130,13 @@ pub(crate) fn streets(state_id: i64) -> &'static [&'static str] {
         2 => &["愛一路", "愛二路", "仁二路", "信一路", "中正路", "安樂路二段"],
         3 => &["文化路一段", "中山路二段", "重新路四段", "中正路", "北新路三段"],
         4 => &["中正路", "中山東路", "環北路", "民族路"],
-        5 => &["台灣大道三段", "文心路二段", "公益路", "五權西路一段", "崇德路二段"],
+        5 => &[
+            "台灣大道三段",
+            "文心路二段",
+            "公益路",
+            "五權西路一段",
+            "崇德路二段",
+        ],
         6 => &["民生路二段", "中華東路一段", "安平路", "府前路一段"],
         _ => &["中山一路", "五福三路", "博愛二路", "中華五路", "自由一路"],
     }

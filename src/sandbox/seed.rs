@@ -70,9 +70,15 @@ fn landline(rng: &mut StdRng) -> String {
     // Taipei (02) and Taichung (04) have 8-digit local numbers, the others 7.
     let area = pick(rng, &["02", "02", "02", "03", "04", "05", "06", "07", "08"]);
     let (head, tail) = if matches!(area, "02" | "04") {
-        (format!("{}{}", rng.random_range(2..10u8), digits(rng, 3)), digits(rng, 4))
+        (
+            format!("{}{}", rng.random_range(2..10u8), digits(rng, 3)),
+            digits(rng, 4),
+        )
     } else {
-        (format!("{}{}", rng.random_range(2..10u8), digits(rng, 2)), digits(rng, 4))
+        (
+            format!("{}{}", rng.random_range(2..10u8), digits(rng, 2)),
+            digits(rng, 4),
+        )
     };
     match rng.random_range(0..4u8) {
         0 => format!("({area}){head}-{tail}"),
@@ -158,10 +164,7 @@ pub(crate) fn address(rng: &mut StdRng) -> Address {
 
 /// A random smart number (id, phoneX and created_at not assigned).
 pub(crate) fn smart(rng: &mut StdRng) -> Smart {
-    let (user_id, phone_a) = refdata::USERS
-        .choose(rng)
-        .copied()
-        .unwrap_or((40, "79991230046"));
+    let (user_id, phone_a) = refdata::USERS.choose(rng).copied().unwrap_or((40, "79991230046"));
     let phone_b = match rng.random_range(0..10u8) {
         0..=5 => format!("7999{}", digits(rng, 7)),
         6 => format!("7916{}", digits(rng, 7)),

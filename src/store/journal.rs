@@ -153,8 +153,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Entry, String, String)> {
 
 fn finish(raw: (Entry, String, String)) -> Result<Entry> {
     let (mut e, op, state) = raw;
-    e.op = op.parse().map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
-    e.state = state.parse().map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
+    e.op = op
+        .parse()
+        .map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
+    e.state = state
+        .parse()
+        .map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
     Ok(e)
 }
 
@@ -192,7 +196,11 @@ pub fn active(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
 
 pub fn list(conn: &Connection, state: Option<State>, limit: i64) -> Result<Vec<Entry>> {
     match state {
-        Some(s) => query(conn, "WHERE state = ?1 ORDER BY seq DESC LIMIT ?2", params![s.as_str(), limit]),
+        Some(s) => query(
+            conn,
+            "WHERE state = ?1 ORDER BY seq DESC LIMIT ?2",
+            params![s.as_str(), limit],
+        ),
         None => query(conn, "ORDER BY seq DESC LIMIT ?1", [limit]),
     }
 }
@@ -286,5 +294,9 @@ pub fn counts(conn: &Connection, resource: &str) -> Result<Vec<(String, i64)>> {
 }
 
 pub fn failed(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
-    query(conn, "WHERE resource = ?1 AND state = 'failed' ORDER BY seq", [resource])
+    query(
+        conn,
+        "WHERE resource = ?1 AND state = 'failed' ORDER BY seq",
+        [resource],
+    )
 }

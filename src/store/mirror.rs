@@ -96,9 +96,7 @@ fn build_sql(spec: &ResourceSpec) -> TableSql {
         .join(" OR ");
     TableSql {
         select_mirror_by_id: format!("SELECT local_id, id, {cols} FROM {t} WHERE id = ?1"),
-        select_mirror_by_local_id: format!(
-            "SELECT local_id, id, {cols} FROM {t} WHERE local_id = ?1"
-        ),
+        select_mirror_by_local_id: format!("SELECT local_id, id, {cols} FROM {t} WHERE local_id = ?1"),
         select_base_by_id: format!("SELECT id, local_id, hash, {cols} FROM {b} WHERE id = ?1"),
         insert_mirror: format!("INSERT INTO {t} (id, {cols}) VALUES (?1, {})", placeholders(2)),
         update_mirror: format!("UPDATE {t} SET {assignments} WHERE local_id = ?1"),
@@ -179,7 +177,12 @@ pub fn base_hashes(conn: &Connection, spec: &ResourceSpec, ids: &[i64]) -> Resul
     Ok(out)
 }
 
-pub fn insert_mirror(conn: &Connection, spec: &ResourceSpec, id: Option<i64>, values: &[Value]) -> Result<i64> {
+pub fn insert_mirror(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    id: Option<i64>,
+    values: &[Value],
+) -> Result<i64> {
     let mut stmt = conn.prepare_cached(&sql(spec).insert_mirror)?;
     let id = id.map_or(Value::Null, Value::Integer);
     stmt.execute(params_from_iter(std::iter::once(&id).chain(values)))?;
@@ -195,7 +198,8 @@ pub fn update_mirror(conn: &Connection, spec: &ResourceSpec, local_id: i64, valu
 
 pub fn set_mirror_id(conn: &Connection, spec: &ResourceSpec, local_id: i64, id: Option<i64>) -> Result<()> {
     let q = format!("UPDATE {} SET id = ?2 WHERE local_id = ?1", spec.table);
-    conn.prepare_cached(&q)?.execute(rusqlite::params![local_id, id])?;
+    conn.prepare_cached(&q)?
+        .execute(rusqlite::params![local_id, id])?;
     Ok(())
 }
 

@@ -36,10 +36,7 @@ pub fn schema_version() -> usize {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error("database {path} has schema version {found}, newer than this restsync understands ({supported}); upgrade restsync")]
     TooNew {
         path: PathBuf,
@@ -159,12 +156,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             supported: schema_version(),
         });
     }
-    migrations()
-        .to_latest(conn)
-        .map_err(|e| StoreError::Migration {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    migrations().to_latest(conn).map_err(|e| StoreError::Migration {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// A cloneable async handle: runs store work on the blocking pool, one writer at a time.

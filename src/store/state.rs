@@ -24,7 +24,13 @@ pub fn walk_started(conn: &Connection, resource: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn walk_completed(conn: &Connection, resource: &str, rows: i64, pages: i64, duration_ms: i64) -> Result<()> {
+pub fn walk_completed(
+    conn: &Connection,
+    resource: &str,
+    rows: i64,
+    pages: i64,
+    duration_ms: i64,
+) -> Result<()> {
     conn.execute(
         "INSERT INTO sync_state (resource, last_complete_walk_at, row_count, pages, last_duration_ms, last_error, last_error_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL) \

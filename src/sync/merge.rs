@@ -10,10 +10,17 @@ use rusqlite::types::Value;
 pub enum MirrorAction {
     None,
     Insert(Vec<Value>),
-    Update { local_id: i64, values: Vec<Value> },
-    Delete { local_id: i64 },
+    Update {
+        local_id: i64,
+        values: Vec<Value>,
+    },
+    Delete {
+        local_id: i64,
+    },
     /// Keep the row but forget its upstream id, so it is created again upstream.
-    Unlink { local_id: i64 },
+    Unlink {
+        local_id: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +70,14 @@ pub fn merge_present(
         // A row that names this id without a base: its writable values are local edits.
         (None, Some(m)) => {
             let base_values = upstream.values.clone();
-            let merged = merge_fields(spec, policy, &base_values, &m.values, &upstream.values, &mut conflicts);
+            let merged = merge_fields(
+                spec,
+                policy,
+                &base_values,
+                &m.values,
+                &upstream.values,
+                &mut conflicts,
+            );
             update_if_changed(m, merged)
         }
         (Some(b), None) => {
@@ -87,7 +101,14 @@ pub fn merge_present(
             }
         }
         (Some(b), Some(m)) => {
-            let merged = merge_fields(spec, policy, &b.values, &m.values, &upstream.values, &mut conflicts);
+            let merged = merge_fields(
+                spec,
+                policy,
+                &b.values,
+                &m.values,
+                &upstream.values,
+                &mut conflicts,
+            );
             update_if_changed(m, merged)
         }
     };
@@ -142,7 +163,12 @@ fn merge_fields(
 }
 
 /// Merges a record upstream no longer holds (verified by a complete walk).
-pub fn merge_absent(spec: &ResourceSpec, policy: ConflictPolicy, base: &BaseRow, local: Option<&MirrorRow>) -> Merged {
+pub fn merge_absent(
+    spec: &ResourceSpec,
+    policy: ConflictPolicy,
+    base: &BaseRow,
+    local: Option<&MirrorRow>,
+) -> Merged {
     match local {
         None => Merged {
             mirror: MirrorAction::None,

@@ -71,7 +71,9 @@ impl Engine {
         let mut apis = HashMap::new();
         for res in &settings.resources {
             let spec = res.kind.spec();
-            let Some(up) = settings.upstream(spec.upstream) else { continue };
+            let Some(up) = settings.upstream(spec.upstream) else {
+                continue;
+            };
             let client = match clients.get(&spec.upstream) {
                 Some(c) => c.clone(),
                 None => {
@@ -80,7 +82,10 @@ impl Engine {
                     c
                 }
             };
-            let filters = res.user_id.map(|u| vec![("user_id", u.to_string())]).unwrap_or_default();
+            let filters = res
+                .user_id
+                .map(|u| vec![("user_id", u.to_string())])
+                .unwrap_or_default();
             apis.insert(res.kind, ResourceApi::new(spec, client, filters));
         }
         Ok(Engine { settings, db, apis })
@@ -109,7 +114,10 @@ impl Engine {
     /// One full cycle over every enabled resource, resources side by side.
     pub async fn run_cycle(&self, opts: CycleOptions) -> CycleReport {
         let kinds = self.resources();
-        let runs = kinds.into_iter().filter_map(|k| self.ctx(k, opts)).map(|ctx| async move { run_resource(ctx).await });
+        let runs = kinds
+            .into_iter()
+            .filter_map(|k| self.ctx(k, opts))
+            .map(|ctx| async move { run_resource(ctx).await });
         CycleReport {
             resources: futures::future::join_all(runs).await,
         }

@@ -79,13 +79,20 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
     let started = Instant::now();
     let spec = ctx.api.spec;
     let resource = spec.table;
-    ctx.db.call(move |s| state::walk_started(s.conn(), resource)).await?;
+    ctx.db
+        .call(move |s| state::walk_started(s.conn(), resource))
+        .await?;
     let mut stats = PullStats::default();
 
     let mut walk = run_walk(ctx, false, &mut stats, None).await?;
     while !walk.consistent() && stats.walks < MAX_WALKS {
-        tracing::info!(resource, received = walk.received, total = walk.total, repeats = walk.repeats,
-            "upstream changed during the walk; walking again");
+        tracing::info!(
+            resource,
+            received = walk.received,
+            total = walk.total,
+            repeats = walk.repeats,
+            "upstream changed during the walk; walking again"
+        );
         walk = run_walk(ctx, false, &mut stats, None).await?;
     }
     if walk.bad > 0 {
@@ -135,21 +142,28 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     let walk = run_walk(ctx, true, &mut stats, Some(&mut plan)).await?;
     let candidates = ctx.db.call(move |s| mirror::unseen_base(s.conn(), spec)).await?;
     if walk.consistent() {
-        plan.pull_remove = candidates.iter().map(|id| format!("id {id}: gone upstream")).collect();
+        plan.pull_remove = candidates
+            .iter()
+            .map(|id| format!("id {id}: gone upstream"))
+            .collect();
     } else if !candidates.is_empty() {
         plan.notes.push(format!(
             "upstream changed during the walk; {} record(s) not seen would be confirmed before removal",
             candidates.len()
         ));
     }
-    let changes = ctx.db.call(move |s| mirror::local_changes(s.conn(), spec)).await?;
+    let changes = ctx
+        .db
+        .call(move |s| mirror::local_changes(s.conn(), spec))
+        .await?;
     for m in &changes.creates {
         plan.push_create.push(format!("local_id {}", m.local_id));
     }
     for (m, b) in &changes.updates {
         let cols = spec.changed_writable(&m.values, &b.values).join(", ");
         if spec.can_update {
-            plan.push_update.push(format!("local_id {} (id {}): {cols}", m.local_id, b.id));
+            plan.push_update
+                .push(format!("local_id {} (id {}): {cols}", m.local_id, b.id));
         } else {
             plan.notes.push(format!(
                 "local_id {} (id {}): {cols} changed, but {} has no update endpoint; would be rejected",
@@ -166,9 +180,13 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
 async fn fetch_page(ctx: &ResourceCtx, page: u64) -> Result<Page, UpstreamError> {
     let sync = &ctx.settings.sync;
     let what = format!("{} page {page}", ctx.api.spec.table);
-    with_retries(sync.max_attempts_per_run, sync.retry_base, sync.max_retry_after, &what, || {
-        ctx.api.list_page(page, sync.per_page, &[])
-    })
+    with_retries(
+        sync.max_attempts_per_run,
+        sync.retry_base,
+        sync.max_retry_after,
+        &what,
+        || ctx.api.list_page(page, sync.per_page, &[]),
+    )
     .await
 }
 
@@ -220,7 +238,10 @@ async fn run_walk(
             plan.conflicts.extend(r.plan.conflicts);
         }
         if progress {
-            eprint!("\r{}: page {page_no}/{last_page}, {} records ", spec.table, walk.received);
+            eprint!(
+                "\r{}: page {page_no}/{last_page}, {} records ",
+                spec.table, walk.received
+            );
         }
         page_no += 1;
         next = rest.next().await.transpose()?;
@@ -281,10 +302,17 @@ fn apply_page(
             let merged = merge::merge_present(spec, policy, &record, base.as_ref(), local.as_ref());
             result.conflicts += merged.conflicts.len() as u64;
             if dry {
-                describe(spec, *id, &merged, base.is_none() && local.is_none(), &mut result.plan);
+                describe(
+                    spec,
+                    *id,
+                    &merged,
+                    base.is_none() && local.is_none(),
+                    &mut result.plan,
+                );
                 continue;
             }
-            let local_id = apply_mirror_action(conn, spec, Some(*id), &merged, local.as_ref().map(|m| m.local_id))?;
+            let local_id =
+                apply_mirror_action(conn, spec, Some(*id), &merged, local.as_ref().map(|m| m.local_id))?;
             match merged.mirror {
                 MirrorAction::Insert(_) => result.inserted += 1,
                 MirrorAction::Update { .. } => result.updated += 1,
@@ -306,8 +334,12 @@ fn apply_page(
 fn describe(spec: &ResourceSpec, id: i64, merged: &Merged, new: bool, plan: &mut Plan) {
     match &merged.mirror {
         MirrorAction::Insert(_) if new => plan.pull_insert.push(format!("id {id}: new upstream")),
-        MirrorAction::Insert(_) => plan.pull_insert.push(format!("id {id}: restored (deleted locally, changed upstream)")),
-        MirrorAction::Update { local_id, .. } => plan.pull_update.push(format!("id {id} (local_id {local_id})")),
+        MirrorAction::Insert(_) => plan
+            .pull_insert
+            .push(format!("id {id}: restored (deleted locally, changed upstream)")),
+        MirrorAction::Update { local_id, .. } => {
+            plan.pull_update.push(format!("id {id} (local_id {local_id})"))
+        }
         _ => {}
     }
     for c in &merged.conflicts {
@@ -388,7 +420,11 @@ fn record_conflicts(
 
 /// Confirms that records missing from a walk are really gone: by GET when there are few
 /// and the API has one, else by a second complete walk.
-async fn confirm_absent(ctx: &ResourceCtx, candidates: Vec<i64>, stats: &mut PullStats) -> Result<Vec<i64>, SyncError> {
+async fn confirm_absent(
+    ctx: &ResourceCtx,
+    candidates: Vec<i64>,
+    stats: &mut PullStats,
+) -> Result<Vec<i64>, SyncError> {
     if candidates.is_empty() {
         return Ok(candidates);
     }
@@ -398,9 +434,13 @@ async fn confirm_absent(ctx: &ResourceCtx, candidates: Vec<i64>, stats: &mut Pul
         let mut gone = Vec::new();
         for id in candidates {
             let what = format!("{} get {id}", spec.table);
-            let found = with_retries(sync.max_attempts_per_run, sync.retry_base, sync.max_retry_after, &what, || {
-                ctx.api.get(id)
-            })
+            let found = with_retries(
+                sync.max_attempts_per_run,
+                sync.retry_base,
+                sync.max_retry_after,
+                &what,
+                || ctx.api.get(id),
+            )
             .await?;
             if found.is_none() {
                 gone.push(id);
@@ -448,7 +488,9 @@ fn apply_removals(
     store.write(|tx| {
         let (mut removed, mut conflicts) = (0, 0);
         for id in ids {
-            let Some(base) = mirror::base_by_id(tx, spec, *id)? else { continue };
+            let Some(base) = mirror::base_by_id(tx, spec, *id)? else {
+                continue;
+            };
             let local = mirror::mirror_by_id(tx, spec, *id)?;
             let merged = merge::merge_absent(spec, policy, &base, local.as_ref());
             if matches!(merged.mirror, MirrorAction::Delete { .. }) {
@@ -456,10 +498,16 @@ fn apply_removals(
             }
             conflicts += merged.conflicts.len() as u64;
             let local_id = apply_mirror_action(tx, spec, None, &merged, local.as_ref().map(|m| m.local_id))?;
-            record_conflicts(tx, spec, local_id.or(base.local_id), Some(*id), policy, &merged.conflicts)?;
+            record_conflicts(
+                tx,
+                spec,
+                local_id.or(base.local_id),
+                Some(*id),
+                policy,
+                &merged.conflicts,
+            )?;
             mirror::delete_base(tx, spec, *id)?;
         }
         Ok((removed, conflicts))
     })
 }
-

@@ -67,16 +67,23 @@ pub async fn recover(ctx: &ResourceCtx) -> Result<(), SyncError> {
                     let seq = entry.seq;
                     let note = "not found upstream after an unknown outcome; safe to send again";
                     ctx.db
-                        .call(move |s| journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, note, None))
+                        .call(move |s| {
+                            journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, note, None)
+                        })
                         .await?;
                 }
             }
             // Updates and deletes are safe to repeat.
             Op::Update | Op::Delete => {
                 let seq = entry.seq;
-                let note = entry.last_error.clone().unwrap_or_else(|| "interrupted; will send again".into());
+                let note = entry
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "interrupted; will send again".into());
                 ctx.db
-                    .call(move |s| journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, &note, None))
+                    .call(move |s| {
+                        journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, &note, None)
+                    })
                     .await?;
             }
         }
@@ -89,7 +96,8 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
     let (due, delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec)).await?;
     let mut outcome = Outcome::Ok;
     let fraction = ctx.settings.sync.max_delete_fraction;
-    let guard_deletes = delete_count > 0 && delete_count as f64 > fraction * base_count as f64 && !ctx.opts.allow_mass_delete;
+    let guard_deletes =
+        delete_count > 0 && delete_count as f64 > fraction * base_count as f64 && !ctx.opts.allow_mass_delete;
     if guard_deletes {
         outcome = Outcome::NeedsHuman(format!(
             "{}: {delete_count} of {base_count} rows were deleted locally, more than sync.max_delete_fraction ({fraction}); \
@@ -98,7 +106,10 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             spec.table
         ));
     }
-    let runnable: Vec<Entry> = due.into_iter().filter(|e| !(guard_deletes && e.op == Op::Delete)).collect();
+    let runnable: Vec<Entry> = due
+        .into_iter()
+        .filter(|e| !(guard_deletes && e.op == Op::Delete))
+        .collect();
     let results: Vec<Executed> = futures::stream::iter(runnable)
         .map(|e| execute(ctx, e))
         .buffer_unordered(ctx.settings.sync.concurrency)
@@ -132,7 +143,11 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
                 )
             })
             .collect();
-        let more = if failed.len() > 3 { format!(" (and {} more)", failed.len() - 3) } else { String::new() };
+        let more = if failed.len() > 3 {
+            format!(" (and {} more)", failed.len() - 3)
+        } else {
+            String::new()
+        };
         note(&mut outcome, Outcome::NeedsHuman(format!(
             "{resource}: {} change(s) rejected: {}{more}. Fix the rows (the fix supersedes the entry), or see `restsync journal --state failed`",
             failed.len(),
@@ -140,10 +155,13 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
         )));
     }
     if stats.pending > 0 {
-        note(&mut outcome, Outcome::Transient(format!(
-            "{resource}: {} change(s) still pending; a later run will retry them",
-            stats.pending
-        )));
+        note(
+            &mut outcome,
+            Outcome::Transient(format!(
+                "{resource}: {} change(s) still pending; a later run will retry them",
+                stats.pending
+            )),
+        );
     }
     Ok((stats, outcome))
 }
@@ -279,21 +297,33 @@ async fn execute_inner(ctx: &ResourceCtx, entry: &mut Entry) -> Result<Executed,
     let sync = &ctx.settings.sync;
     let sent = spec
         .values_from_json(&entry.row_values)
-        .map_err(|message| StoreError::Corrupt { seq: entry.seq, message })?;
-    let payload: serde_json::Map<String, Json> = serde_json::from_str(&entry.payload)
-        .map_err(|e| StoreError::Corrupt { seq: entry.seq, message: e.to_string() })?;
+        .map_err(|message| StoreError::Corrupt {
+            seq: entry.seq,
+            message,
+        })?;
+    let payload: serde_json::Map<String, Json> =
+        serde_json::from_str(&entry.payload).map_err(|e| StoreError::Corrupt {
+            seq: entry.seq,
+            message: e.to_string(),
+        })?;
     let mut attempt = 0u32;
     loop {
         if entry.op == Op::Create && entry.outcome.is_some() && reconcile_create(ctx, entry).await? {
             return Ok(Executed::Done(Op::Create));
         }
         let seq = entry.seq;
-        ctx.db.call(move |s| journal::mark_in_flight(s.conn(), seq)).await?;
+        ctx.db
+            .call(move |s| journal::mark_in_flight(s.conn(), seq))
+            .await?;
         let result = send(ctx, entry, &payload, &sent).await;
         match result {
             Ok(done) => return Ok(done),
             Err(SyncError::Upstream(e)) if e.is_retryable() => {
-                let outcome = if e.outcome_unknown() || entry.outcome.is_some() { Some(OUTCOME_UNKNOWN) } else { None };
+                let outcome = if e.outcome_unknown() || entry.outcome.is_some() {
+                    Some(OUTCOME_UNKNOWN)
+                } else {
+                    None
+                };
                 entry.outcome = outcome.map(str::to_string);
                 let what = format!("{} {} local_id {:?}", spec.table, entry.op, entry.local_id);
                 let wait = delay(sync.retry_base, attempt, &e, sync.max_retry_after, &what);
@@ -317,7 +347,9 @@ async fn execute_inner(ctx: &ResourceCtx, entry: &mut Entry) -> Result<Executed,
                 let status = e.status();
                 tracing::error!(resource = spec.table, seq, local_id = entry.local_id, id = entry.upstream_id,
                     op = %entry.op, error = %msg, "push rejected by upstream");
-                ctx.db.call(move |s| journal::mark_failed(s.conn(), seq, status, &msg)).await?;
+                ctx.db
+                    .call(move |s| journal::mark_failed(s.conn(), seq, status, &msg))
+                    .await?;
                 return Ok(Executed::Failed);
             }
             Err(other) => return Err(other),
@@ -338,7 +370,9 @@ async fn send(
             CreateOutcome::Record(json) => {
                 let record = parse_answer(spec, &json, sent)?;
                 let (entry_c, raw) = (entry.clone(), json.to_string());
-                ctx.db.call(move |s| adopt(s, spec, &entry_c, &record, &raw)).await?;
+                ctx.db
+                    .call(move |s| adopt(s, spec, &entry_c, &record, &raw))
+                    .await?;
                 Ok(Executed::Done(Op::Create))
             }
             CreateOutcome::Accepted => {
@@ -347,7 +381,14 @@ async fn send(
                 let note = "accepted upstream; identifying the created record";
                 ctx.db
                     .call(move |s| {
-                        journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, note, Some(OUTCOME_CREATED))
+                        journal::mark_retry(
+                            s.conn(),
+                            seq,
+                            &crate::store::now_text(),
+                            None,
+                            note,
+                            Some(OUTCOME_CREATED),
+                        )
                     })
                     .await?;
                 if reconcile_create(ctx, entry).await? {
@@ -358,16 +399,24 @@ async fn send(
             }
         },
         Op::Update => {
-            let id = entry.upstream_id.ok_or(StoreError::Corrupt { seq, message: "update without upstream id".into() })?;
+            let id = entry.upstream_id.ok_or(StoreError::Corrupt {
+                seq,
+                message: "update without upstream id".into(),
+            })?;
             let json = ctx.api.update(id, payload).await?;
             let record = parse_answer(spec, &json, sent)?;
             let raw = json.to_string();
             let sent = sent.to_vec();
-            ctx.db.call(move |s| write_back_update(s, spec, seq, &record, &sent, &raw)).await?;
+            ctx.db
+                .call(move |s| write_back_update(s, spec, seq, &record, &sent, &raw))
+                .await?;
             Ok(Executed::Done(Op::Update))
         }
         Op::Delete => {
-            let id = entry.upstream_id.ok_or(StoreError::Corrupt { seq, message: "delete without upstream id".into() })?;
+            let id = entry.upstream_id.ok_or(StoreError::Corrupt {
+                seq,
+                message: "delete without upstream id".into(),
+            })?;
             let outcome = ctx.api.delete(id).await?;
             if outcome == DeleteOutcome::NotFound {
                 tracing::info!(resource = spec.table, id, "already deleted upstream");
@@ -396,7 +445,12 @@ fn parse_answer(spec: &ResourceSpec, json: &Json, sent: &[Value]) -> Result<Reco
 
 /// New mirror values after a push: a column the user changed since the entry was made
 /// keeps the user's value (the next cycle pushes it); the others take upstream's.
-fn write_back_values(spec: &ResourceSpec, current: &[Value], sent: &[Value], upstream: &[Value]) -> Vec<Value> {
+fn write_back_values(
+    spec: &ResourceSpec,
+    current: &[Value],
+    sent: &[Value],
+    upstream: &[Value],
+) -> Vec<Value> {
     spec.columns
         .iter()
         .enumerate()
@@ -427,16 +481,33 @@ fn write_back_update(
                 mirror::update_mirror(tx, spec, cur.local_id, &values)?;
             }
         }
-        mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, content_hash(raw.as_bytes()))?;
+        mirror::upsert_base(
+            tx,
+            spec,
+            record.id,
+            local_id,
+            &record.values,
+            raw,
+            content_hash(raw.as_bytes()),
+        )?;
         journal::mark_done(tx, seq, Some(record.id))
     })
 }
 
 /// Links a created record to the local row the entry came from.
-fn adopt(store: &mut Store, spec: &'static ResourceSpec, entry: &Entry, record: &Record, raw: &str) -> Result<(), StoreError> {
+fn adopt(
+    store: &mut Store,
+    spec: &'static ResourceSpec,
+    entry: &Entry,
+    record: &Record,
+    raw: &str,
+) -> Result<(), StoreError> {
     let sent = spec
         .values_from_json(&entry.row_values)
-        .map_err(|message| StoreError::Corrupt { seq: entry.seq, message })?;
+        .map_err(|message| StoreError::Corrupt {
+            seq: entry.seq,
+            message,
+        })?;
     store.write(|tx| adopt_in(tx, spec, entry, &sent, record, raw))
 }
 
@@ -469,9 +540,22 @@ fn adopt_in(
         // pushes the delete.
         _ => None,
     };
-    mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, content_hash(raw.as_bytes()))?;
+    mirror::upsert_base(
+        tx,
+        spec,
+        record.id,
+        local_id,
+        &record.values,
+        raw,
+        content_hash(raw.as_bytes()),
+    )?;
     journal::mark_done(tx, entry.seq, Some(record.id))?;
-    tracing::info!(resource = spec.table, local_id, id = record.id, "created upstream");
+    tracing::info!(
+        resource = spec.table,
+        local_id,
+        id = record.id,
+        "created upstream"
+    );
     Ok(())
 }
 
@@ -482,7 +566,10 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
     let sync = &ctx.settings.sync;
     let sent = spec
         .values_from_json(&entry.row_values)
-        .map_err(|message| StoreError::Corrupt { seq: entry.seq, message })?;
+        .map_err(|message| StoreError::Corrupt {
+            seq: entry.seq,
+            message,
+        })?;
     let filters: Vec<(&str, String)> = spec
         .lookup_filters
         .iter()
@@ -496,13 +583,19 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
         })
         .collect();
     let what = format!("{} lookup for local_id {:?}", spec.table, entry.local_id);
-    let candidates = with_retries(sync.max_attempts_per_run, sync.retry_base, sync.max_retry_after, &what, || {
-        ctx.api.search_all(&filters, sync.per_page)
-    })
+    let candidates = with_retries(
+        sync.max_attempts_per_run,
+        sync.retry_base,
+        sync.max_retry_after,
+        &what,
+        || ctx.api.search_all(&filters, sync.per_page),
+    )
     .await?;
     let mut matches = Vec::new();
     for json in candidates {
-        let Ok(record) = spec.parse(&json, None) else { continue };
+        let Ok(record) = spec.parse(&json, None) else {
+            continue;
+        };
         if spec.changed_writable(&record.values, &sent).is_empty() {
             matches.push((record, json));
         }
@@ -511,13 +604,23 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
     matches.sort_by_key(|(r, _)| std::cmp::Reverse(r.id));
     for (record, json) in matches {
         let id = record.id;
-        let mapped = ctx.db.call(move |s| mirror::is_mapped(s.conn(), spec, id)).await?;
+        let mapped = ctx
+            .db
+            .call(move |s| mirror::is_mapped(s.conn(), spec, id))
+            .await?;
         if mapped {
             continue;
         }
         let (entry_c, raw) = (entry.clone(), json.to_string());
-        ctx.db.call(move |s| adopt(s, spec, &entry_c, &record, &raw)).await?;
-        tracing::info!(resource = spec.table, seq = entry.seq, id, "found the record an earlier create made; adopted it");
+        ctx.db
+            .call(move |s| adopt(s, spec, &entry_c, &record, &raw))
+            .await?;
+        tracing::info!(
+            resource = spec.table,
+            seq = entry.seq,
+            id,
+            "found the record an earlier create made; adopted it"
+        );
         return Ok(true);
     }
     Ok(false)

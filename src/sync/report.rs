@@ -82,7 +82,9 @@ impl ResourceReport {
     pub fn note(&mut self, outcome: Outcome) {
         match &outcome {
             Outcome::Ok => return,
-            Outcome::Transient(m) | Outcome::NeedsHuman(m) | Outcome::Fatal(m) => self.problems.push(m.clone()),
+            Outcome::Transient(m) | Outcome::NeedsHuman(m) | Outcome::Fatal(m) => {
+                self.problems.push(m.clone())
+            }
         }
         if outcome.rank() > self.outcome.rank() {
             self.outcome = outcome;

@@ -5,7 +5,13 @@ use rand::Rng;
 use std::time::Duration;
 
 /// The wait before attempt `attempt + 1` after `error`.
-pub fn delay(base: Duration, attempt: u32, error: &UpstreamError, max_retry_after: Duration, what: &str) -> Duration {
+pub fn delay(
+    base: Duration,
+    attempt: u32,
+    error: &UpstreamError,
+    max_retry_after: Duration,
+    what: &str,
+) -> Duration {
     if let Some(after) = error.retry_after() {
         if after > max_retry_after {
             tracing::warn!(
@@ -18,7 +24,9 @@ pub fn delay(base: Duration, attempt: u32, error: &UpstreamError, max_retry_afte
         }
         return after;
     }
-    let exp = base.saturating_mul(1u32 << attempt.min(10)).min(Duration::from_secs(60));
+    let exp = base
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(Duration::from_secs(60));
     let jitter = rand::rng().random_range(0.5..=1.0);
     exp.mul_f64(jitter)
 }

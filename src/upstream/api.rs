@@ -32,8 +32,16 @@ pub enum DeleteOutcome {
 }
 
 impl ResourceApi {
-    pub fn new(spec: &'static ResourceSpec, client: Client, filters: Vec<(&'static str, String)>) -> ResourceApi {
-        ResourceApi { spec, client, filters }
+    pub fn new(
+        spec: &'static ResourceSpec,
+        client: Client,
+        filters: Vec<(&'static str, String)>,
+    ) -> ResourceApi {
+        ResourceApi {
+            spec,
+            client,
+            filters,
+        }
     }
 
     pub fn upstream(&self) -> &'static str {
@@ -59,14 +67,22 @@ impl ResourceApi {
     }
 
     /// Fetches one page. `extra` adds search filters.
-    pub async fn list_page(&self, page: u64, per_page: u32, extra: &[(&str, String)]) -> Result<Page, UpstreamError> {
+    pub async fn list_page(
+        &self,
+        page: u64,
+        per_page: u32,
+        extra: &[(&str, String)],
+    ) -> Result<Page, UpstreamError> {
         let mut query: Vec<(&str, String)> = vec![("page", page.to_string())];
         if self.spec.upstream == UpstreamName::Firstline {
             query.push(("per_page", per_page.to_string()));
         }
         query.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
         query.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-        let (_, body) = self.client.send(Method::GET, self.spec.path, &query, None).await?;
+        let (_, body) = self
+            .client
+            .send(Method::GET, self.spec.path, &query, None)
+            .await?;
         let parsed = match self.spec.upstream {
             UpstreamName::Firstline => page::parse_firstline(&body),
             UpstreamName::Plusofon => page::parse_plusofon(&body),
@@ -76,7 +92,11 @@ impl ResourceApi {
 
     /// Every record matching `filters`, walking all pages (used to find a record by its
     /// natural key; result sets are small except for Plusofon, which cannot filter).
-    pub async fn search_all(&self, filters: &[(&str, String)], per_page: u32) -> Result<Vec<Json>, UpstreamError> {
+    pub async fn search_all(
+        &self,
+        filters: &[(&str, String)],
+        per_page: u32,
+    ) -> Result<Vec<Json>, UpstreamError> {
         let mut out = Vec::new();
         let mut page_no = 1;
         loop {
@@ -104,7 +124,10 @@ impl ResourceApi {
 
     pub async fn create(&self, payload: &Map<String, Json>) -> Result<CreateOutcome, UpstreamError> {
         let body = Json::Object(payload.clone());
-        let (_, bytes) = self.client.send(Method::POST, self.spec.path, &[], Some(&body)).await?;
+        let (_, bytes) = self
+            .client
+            .send(Method::POST, self.spec.path, &[], Some(&body))
+            .await?;
         if self.spec.create_returns_record {
             self.data_of(&bytes).map(CreateOutcome::Record)
         } else {
@@ -135,7 +158,8 @@ impl ResourceApi {
 
     /// `{"data": {...}}` -> the record; an error body -> a typed error.
     fn data_of(&self, bytes: &[u8]) -> Result<Json, UpstreamError> {
-        let json: Json = serde_json::from_slice(bytes).map_err(|e| self.malformed(format!("{}: {e}", self.spec.table)))?;
+        let json: Json =
+            serde_json::from_slice(bytes).map_err(|e| self.malformed(format!("{}: {e}", self.spec.table)))?;
         if let Some(data) = json.get("data").filter(|d| d.is_object()) {
             return Ok(data.clone());
         }
@@ -144,7 +168,8 @@ impl ResourceApi {
 
     /// Plusofon's `{"success": true}`; `{}` (Firstline deletes) also counts as success.
     fn success_of(&self, bytes: &[u8]) -> Result<(), UpstreamError> {
-        let json: Json = serde_json::from_slice(bytes).map_err(|e| self.malformed(format!("{}: {e}", self.spec.table)))?;
+        let json: Json =
+            serde_json::from_slice(bytes).map_err(|e| self.malformed(format!("{}: {e}", self.spec.table)))?;
         match json.get("success") {
             Some(Json::Bool(true)) => Ok(()),
             None if json.as_object().is_some_and(|o| o.is_empty()) => Ok(()),

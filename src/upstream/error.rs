@@ -29,10 +29,7 @@ pub enum UpstreamError {
     },
     /// A success status with a body that is not what the API documents.
     #[error("{upstream} sent a malformed answer: {message}")]
-    Malformed {
-        upstream: &'static str,
-        message: String,
-    },
+    Malformed { upstream: &'static str, message: String },
 }
 
 impl UpstreamError {

@@ -3,9 +3,9 @@
 //! bodies) into bytes or a typed error.
 
 use super::error::UpstreamError;
-use bytes::Bytes;
 use crate::config::UpstreamSettings;
 use crate::resources::truncate;
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value as Json;
@@ -167,10 +167,7 @@ fn html_title(bytes: &[u8]) -> String {
 /// page's title, or the start of whatever else came back.
 pub(crate) fn error_message(bytes: &[u8], status: StatusCode) -> String {
     if bytes.is_empty() {
-        return status
-            .canonical_reason()
-            .unwrap_or("no body")
-            .to_string();
+        return status.canonical_reason().unwrap_or("no body").to_string();
     }
     if let Ok(json) = serde_json::from_slice::<Json>(bytes) {
         if let Some(msg) = json_error_message(&json) {

@@ -19,7 +19,10 @@ pub struct Page {
 #[derive(Debug, PartialEq)]
 pub enum PageError {
     /// A `{"message", "code"}` error body.
-    Api { code: i64, message: String },
+    Api {
+        code: i64,
+        message: String,
+    },
     Malformed(String),
 }
 
@@ -168,7 +171,10 @@ mod tests {
             "meta":{"current_page":1,"from":1,"last_page":63,"path":"https://elsewhere","per_page":"2","to":2,"total":126}}"#;
         let page = parse_firstline(body).expect("valid page");
         assert_eq!(page.records.len(), 2);
-        assert_eq!((page.current_page, page.last_page, page.total, page.per_page), (1, 63, 126, Some(2)));
+        assert_eq!(
+            (page.current_page, page.last_page, page.total, page.per_page),
+            (1, 63, 126, Some(2))
+        );
     }
 
     #[test]
@@ -176,20 +182,32 @@ mod tests {
         let body = br#"{"current_page":2,"data":[{"id":2}],"first_page_url":"http://localhost/x","from":16,
             "last_page":3,"next_page_url":"http://localhost/api/v1/smart-numbers?page=3","per_page":15,"to":30,"total":40}"#;
         let page = parse_plusofon(body).expect("valid page");
-        assert_eq!((page.current_page, page.last_page, page.total, page.per_page), (2, 3, 40, Some(15)));
+        assert_eq!(
+            (page.current_page, page.last_page, page.total, page.per_page),
+            (2, 3, 40, Some(15))
+        );
     }
 
     #[test]
     fn plusofon_error_body_is_an_api_error() {
         let err = parse_plusofon(br#"{"message":"User not found","code":500}"#).unwrap_err();
-        assert_eq!(err, PageError::Api { code: 500, message: "User not found".into() });
+        assert_eq!(
+            err,
+            PageError::Api {
+                code: 500,
+                message: "User not found".into()
+            }
+        );
     }
 
     #[test]
     fn truncated_and_garbage_pages_are_malformed() {
         let full = br#"{"data":[{"id":1}],"meta":{"current_page":1,"last_page":1,"total":1}}"#;
         for cut in 0..full.len() {
-            assert!(parse_firstline(&full[..cut]).is_err(), "prefix of {cut} bytes parsed");
+            assert!(
+                parse_firstline(&full[..cut]).is_err(),
+                "prefix of {cut} bytes parsed"
+            );
         }
         match parse_firstline(b"<html><title>502</title></html>") {
             Err(PageError::Malformed(m)) => assert!(m.contains("invalid JSON"), "{m}"),
@@ -203,8 +221,10 @@ mod tests {
 
     #[test]
     fn null_data_is_an_empty_page() {
-        let page = parse_firstline(br#"{"data":null,"meta":{"current_page":1,"last_page":1,"total":0,"per_page":null}}"#)
-            .expect("valid page");
+        let page = parse_firstline(
+            br#"{"data":null,"meta":{"current_page":1,"last_page":1,"total":0,"per_page":null}}"#,
+        )
+        .expect("valid page");
         assert!(page.records.is_empty());
     }
 }
