@@ -1,6 +1,7 @@
 //! tracing to stderr: human-readable or JSON; `RUST_LOG` beats `log.level`.
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(level: Option<&str>, format: LogFormat) {
@@ -9,6 +10,7 @@ pub fn init(level: Option<&str>, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.with_target(false).try_init(),

@@ -153,7 +153,9 @@ max_retry_after_secs = 2
     pub fn mirror_ids(&self, table: &str) -> Vec<i64> {
         let conn = self.db();
         let mut stmt = conn
-            .prepare(&format!("SELECT id FROM {table} WHERE id IS NOT NULL ORDER BY id"))
+            .prepare(&format!(
+                "SELECT id FROM {table} WHERE id IS NOT NULL ORDER BY id"
+            ))
             .expect("prepare");
         let ids = stmt
             .query_map([], |r| r.get(0))
@@ -179,7 +181,9 @@ max_retry_after_secs = 2
                 let row = self.row_json(table, id);
                 for (col, key) in writable(kind) {
                     let upstream = match kind {
-                        Kind::PhoneNumbers if *col == "contact_id" => rec["phone_contact"]["contact_id"].clone(),
+                        Kind::PhoneNumbers if *col == "contact_id" => {
+                            rec["phone_contact"]["contact_id"].clone()
+                        }
                         _ => rec[*key].clone(),
                     };
                     assert_eq!(row[*col], upstream, "{table} id {id} column {col}");
@@ -233,6 +237,10 @@ pub fn writable(kind: Kind) -> &'static [(&'static str, &'static str)] {
             ("city_id", "city_id"),
             ("description", "description"),
         ],
-        Kind::SmartNumbers => &[("user_id", "user_id"), ("phone_b", "phoneB"), ("description", "description")],
+        Kind::SmartNumbers => &[
+            ("user_id", "user_id"),
+            ("phone_b", "phoneB"),
+            ("description", "description"),
+        ],
     }
 }
