@@ -7,10 +7,10 @@ use super::merge::{self, ConflictNote, Merged, MirrorAction};
 use super::report::{Plan, PullStats};
 use super::retry::with_retries;
 use super::{ResourceCtx, SyncError};
-use crate::config::ConflictPolicy;
+use crate::config::{ConflictPolicy, Settings};
 use crate::resources::{ResourceSpec, UpstreamName};
 use crate::store::{mirror, state, Store, StoreError};
-use crate::upstream::{Page, UpstreamError};
+use crate::upstream::{Page, ResourceApi, UpstreamError};
 use futures::StreamExt;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -177,15 +177,15 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     Ok(plan)
 }
 
-async fn fetch_page(ctx: &ResourceCtx, page: u64) -> Result<Page, UpstreamError> {
-    let sync = &ctx.settings.sync;
-    let what = format!("{} page {page}", ctx.api.spec.table);
+async fn fetch_page(api: &ResourceApi, settings: &Settings, page: u64) -> Result<Page, UpstreamError> {
+    let sync = &settings.sync;
+    let what = format!("{} page {page}", api.spec.table);
     with_retries(
         sync.max_attempts_per_run,
         sync.retry_base,
         sync.max_retry_after,
         &what,
-        || ctx.api.list_page(page, sync.per_page, &[]),
+        || api.list_page(page, sync.per_page, &[]),
     )
     .await
 }
@@ -202,7 +202,7 @@ async fn run_walk(
     ctx.db.call(move |s| mirror::begin_walk(s.conn(), spec)).await?;
     let progress = std::io::stderr().is_terminal() && !dry;
 
-    let first = fetch_page(ctx, 1).await?;
+    let first = fetch_page(&ctx.api, &ctx.settings, 1).await?;
     let mut walk = Walk {
         total: first.total,
         totals_stable: true,
@@ -210,8 +210,14 @@ async fn run_walk(
     };
     let last_page = first.last_page;
     let expected_last = first.last_page;
+    // Each page is fetched on its own task, so up to `concurrency` requests are in flight
+    // while earlier pages are being written; pages are still applied in order.
+    let (api, settings) = (ctx.api.clone(), ctx.settings.clone());
     let mut rest = futures::stream::iter(2..=last_page)
-        .map(|p| fetch_page(ctx, p))
+        .map(move |p| {
+            let (api, settings) = (api.clone(), settings.clone());
+            tokio::spawn(async move { fetch_page(&api, &settings, p).await })
+        })
         .buffered(ctx.settings.sync.concurrency);
     let mut next: Option<Page> = Some(first);
     let mut page_no = 1u64;
@@ -244,7 +250,16 @@ async fn run_walk(
             );
         }
         page_no += 1;
-        next = rest.next().await.transpose()?;
+        next = match rest.next().await {
+            None => None,
+            Some(Ok(fetched)) => Some(fetched?),
+            Some(Err(join)) => {
+                return Err(SyncError::Postponed(format!(
+                    "{}: page fetch task failed: {join}",
+                    spec.table
+                )))
+            }
+        };
     }
     if progress {
         eprintln!();

@@ -1,0 +1,224 @@
+//! Bad answers from upstream and bad configuration: a clear error naming what was wrong,
+//! the right exit code, and a mirror left as it was.
+
+mod common;
+
+use common::Env;
+use restsync::sandbox::{FaultAction, Kind, ScriptedFault};
+
+fn always(method: &str, kind: Kind, page: Option<u32>, action: FaultAction) -> ScriptedFault {
+    ScriptedFault {
+        method: Some(method.into()),
+        kind: Some(kind),
+        page,
+        action,
+        times: 1000,
+    }
+}
+
+/// Mirror content of a table as text, to compare before and after.
+fn dump(env: &Env, table: &str) -> String {
+    env.db()
+        .query_row(
+            &format!("SELECT count(*) || ':' || coalesce(group_concat(local_id || '|' || id || '|' || coalesce(description, '')), '') FROM {table}"),
+            [],
+            |r| r.get(0),
+        )
+        .expect("dump")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthorized_is_a_clear_error_and_leaves_the_mirror() {
+    let env = Env::start(40).await;
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[0];
+    env.control.update(
+        Kind::PhoneNumbers,
+        id,
+        serde_json::json!({"description": "changed upstream"}),
+    );
+    let before = dump(&env, "phone_numbers");
+    let run = env
+        .restsync_env(
+            &["sync", "--once"],
+            &[("RESTSYNC_UPSTREAMS__FIRSTLINE__TOKEN", "wrong-token")],
+        )
+        .await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("HTTP 401") && run.stderr.contains("Unauthenticated"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("wrong-token"),
+        "the token leaked into the log"
+    );
+    assert_eq!(dump(&env, "phone_numbers"), before);
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status.stdout.contains("HTTP 401"),
+        "status does not show the last error:\n{}",
+        status.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn html_error_pages_are_reported_and_retried_later() {
+    let env = Env::start(40).await;
+    env.sync_ok().await;
+    let before = dump(&env, "addresses");
+    env.control
+        .push_scripted(always("GET", Kind::Addresses, Some(2), FaultAction::Html(502)));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("HTTP 502") && run.stderr.contains("Bad Gateway"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(dump(&env, "addresses"), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_html_page_with_status_200_is_not_taken_for_data() {
+    let env = Env::start(40).await;
+    env.sync_ok().await;
+    let before = dump(&env, "phone_numbers");
+    let page = "<!DOCTYPE html><html><head><title>Maintenance</title></head><body>back soon</body></html>";
+    env.control.push_scripted(always(
+        "GET",
+        Kind::PhoneNumbers,
+        Some(1),
+        FaultAction::Status(200, page.into()),
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("HTML page instead of JSON") && run.stderr.contains("Maintenance"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(dump(&env, "phone_numbers"), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_json_is_reported_and_leaves_the_mirror() {
+    let env = Env::start(60).await;
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::SmartNumbers)[20];
+    env.control.delete(Kind::SmartNumbers, id);
+    let before = dump(&env, "smart_numbers");
+    env.control
+        .push_scripted(always("GET", Kind::SmartNumbers, Some(3), FaultAction::Truncated));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(run.stderr.contains("truncated JSON"), "{}", run.stderr);
+    assert!(run.stderr.contains("smart_numbers page 3"), "{}", run.stderr);
+    // The record deleted upstream is not removed on the strength of a broken walk.
+    assert_eq!(dump(&env, "smart_numbers"), before);
+    env.control.set_faults(Default::default());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passing_fault_is_retried_within_the_run() {
+    let env = Env::start(60).await;
+    env.control.push_scripted(ScriptedFault {
+        method: Some("GET".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: Some(2),
+        action: FaultAction::Status(500, r#"{"message":"Server Error"}"#.into()),
+        times: 2,
+    });
+    env.control.push_scripted(ScriptedFault {
+        method: Some("GET".into()),
+        kind: Some(Kind::Addresses),
+        page: Some(1),
+        action: FaultAction::RetryAfter(1),
+        times: 1,
+    });
+    env.sync_ok().await;
+    env.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plusofon_error_body_with_http_200_on_a_list_is_an_error() {
+    let env = Env::start(30).await;
+    env.write_config("", "[resources.smart_numbers]\nuser_id = 999999\n");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("User not found"), "{}", run.stderr);
+    assert_eq!(env.count("SELECT count(*) FROM smart_numbers"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configuration_exits_78_naming_the_key() {
+    let env = Env::start(5).await;
+    let cases: &[(&str, &str, &str)] = &[
+        ("on_conflict = \"mine-wins\"", "", "sync.on_conflict"),
+        ("schedule = \"every five minutes\"", "", "sync.schedule"),
+        ("frobnicate = 1", "", "frobnicate"),
+        ("max_attempts_per_run = 0", "", "sync.max_attempts_per_run"),
+        ("max_delete_fraction = 3.5", "", "sync.max_delete_fraction"),
+    ];
+    for (sync_extra, tail, key) in cases {
+        env.write_config(sync_extra, tail);
+        let run = env.sync_once().await;
+        assert_eq!(run.code, 78, "{sync_extra}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(key),
+            "{sync_extra}: message does not name {key}: {}",
+            run.stderr
+        );
+    }
+    env.write_config("", "");
+    let run = env
+        .restsync_env(
+            &["sync", "--once"],
+            &[("RESTSYNC_UPSTREAMS__PLUSOFON__BASE_URL", "not a url")],
+        )
+        .await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("upstreams.plusofon.base_url"),
+        "{}",
+        run.stderr
+    );
+    let run = env
+        .restsync_env(&["sync", "--once"], &[("RESTSYNC_SYNC__PER_PAGE", "0")])
+        .await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(run.stderr.contains("sync.per_page"), "{}", run.stderr);
+    // A missing token.
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    let without_token: String = text
+        .lines()
+        .filter(|l| !l.starts_with("token = \"sandbox-firstline"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, without_token).expect("write");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(run.stderr.contains("upstreams.firstline.token"), "{}", run.stderr);
+    // Nothing was synced by any of these runs.
+    assert!(!env.db_path.exists() || env.count("SELECT count(*) FROM phone_numbers") == 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_runs_reopen_and_migrate_the_same_database() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    env.sync_ok().await;
+    let version = env.count("PRAGMA user_version");
+    assert_eq!(version, restsync::store::schema_version() as i64);
+    // A database written by a newer restsync is refused, untouched.
+    env.exec("PRAGMA user_version = 99");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("newer than this restsync understands"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.count("PRAGMA user_version"), 99);
+}
