@@ -34,6 +34,24 @@ struct RawConfig {
     sync: RawSync,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_grace_secs: Option<u64>,
+    push_delay_ms: Option<u64>,
+    watch_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -178,6 +196,17 @@ pub struct SyncSettings {
     pub journal_retention: Duration,
 }
 
+/// How the long-running service behaves (`restsync sync` without `--once`).
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a burst of local edits is collected before one push.
+    pub push_delay: Duration,
+    /// How often the mirror is checked for local edits.
+    pub watch_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source: PathBuf,
@@ -187,6 +216,9 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub daemon: DaemonSettings,
 }
 
 impl Settings {
@@ -323,6 +355,25 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         }
     }
 
+    let metrics_listen = raw.metrics.listen.as_deref().and_then(|s| {
+        s.parse()
+            .map_err(|_| {
+                problems.push(format!(
+                    "metrics.listen: {s:?} is not an address like \"127.0.0.1:9187\""
+                ))
+            })
+            .ok()
+    });
+    let grace = raw.daemon.shutdown_grace_secs.unwrap_or(20);
+    if grace > 600 {
+        problems.push(format!("daemon.shutdown_grace_secs: {grace} is more than 600"));
+    }
+    let daemon = DaemonSettings {
+        shutdown_grace: Duration::from_secs(grace),
+        push_delay: Duration::from_millis(raw.daemon.push_delay_ms.unwrap_or(1000)),
+        watch_interval: Duration::from_millis(raw.daemon.watch_interval_ms.unwrap_or(500).max(50)),
+    };
+
     match sync {
         Some(sync) if problems.is_empty() => Ok(Settings {
             source: path.to_path_buf(),
@@ -332,6 +383,8 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             sync,
             log_level: raw.log.level,
             log_format,
+            metrics_listen,
+            daemon,
         }),
         _ => Err(ConfigError::Invalid {
             path: path.to_path_buf(),

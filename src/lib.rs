@@ -2,8 +2,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod resources;
 pub mod sandbox;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod upstream;

@@ -177,17 +177,17 @@ pub fn run(cli: Cli) -> i32 {
                 settings.log_level.as_deref(),
                 flag_format.or(settings.log_format).unwrap_or(LogFormat::Text),
             );
-            runtime.block_on(dispatch(command, settings))
+            runtime.block_on(dispatch(command, cli.config, settings))
         }
     }
 }
 
-async fn dispatch(command: Command, settings: Settings) -> i32 {
+async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) -> i32 {
     match command {
         Command::Sync {
             once,
             allow_mass_delete,
-        } => sync_cmd::run(settings, once, allow_mass_delete).await,
+        } => sync_cmd::run(config_path, settings, once, allow_mass_delete).await,
         Command::Plan => sync_cmd::plan(settings).await,
         Command::Status { json } => status::run(&settings, json),
         Command::Journal { action, state, limit } => {

@@ -4,6 +4,7 @@ use super::exit;
 use crate::config::Settings;
 use crate::store::{Db, Store};
 use crate::sync::{CycleOptions, Engine};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 fn engine(settings: Settings) -> Result<Engine, i32> {
@@ -17,56 +18,16 @@ fn engine(settings: Settings) -> Result<Engine, i32> {
     })
 }
 
-pub async fn run(settings: Settings, once: bool, allow_mass_delete: bool) -> i32 {
-    let schedule = settings.sync.schedule.clone();
+pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mass_delete: bool) -> i32 {
+    let opts = CycleOptions { allow_mass_delete };
+    if !once {
+        return crate::daemon::run(config_path, settings, opts).await;
+    }
     let engine = match engine(settings) {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let opts = CycleOptions { allow_mass_delete };
-    if once {
-        return engine.run_cycle(opts).await.exit_code();
-    }
-    // Scheduled mode: one cycle now, then one per tick; a tick missed while a cycle ran is
-    // skipped rather than run in a burst.
-    tracing::info!("restsync started; syncing on schedule");
-    loop {
-        engine.run_cycle(opts).await;
-        let Some(next) = schedule.upcoming(chrono::Utc).next() else {
-            tracing::error!("the schedule has no future run times; stopping");
-            return exit::CONFIG;
-        };
-        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown_signal() => {
-                tracing::info!("stopping");
-                return exit::OK;
-            }
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    engine.run_cycle(opts).await.exit_code()
 }
 
 pub async fn plan(settings: Settings) -> i32 {

@@ -300,3 +300,13 @@ pub fn failed(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
         [resource],
     )
 }
+
+/// When the earliest pending entry of a resource becomes due (None: nothing waits).
+pub fn next_due(conn: &Connection, resource: &str) -> Result<Option<String>> {
+    let due: Option<String> = conn
+        .prepare_cached(
+            "SELECT min(coalesce(next_attempt_at, '')) FROM journal WHERE resource = ?1 AND state = 'pending'",
+        )?
+        .query_row([resource], |r| r.get(0))?;
+    Ok(due)
+}

@@ -36,6 +36,12 @@ pub struct LocalChanges {
     pub deletes: Vec<BaseRow>,
 }
 
+impl LocalChanges {
+    pub fn is_empty(&self) -> bool {
+        self.creates.is_empty() && self.updates.is_empty() && self.deletes.is_empty()
+    }
+}
+
 struct TableSql {
     cols: String,
     select_mirror_by_id: String,

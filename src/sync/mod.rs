@@ -16,6 +16,7 @@ use crate::upstream::{Client, ResourceApi, UpstreamError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +58,15 @@ pub(crate) struct ResourceCtx {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub opts: CycleOptions,
+    /// Cancelled on shutdown: no new request starts after it.
+    pub shutdown: CancellationToken,
 }
 
 pub struct Engine {
     settings: Arc<Settings>,
     db: Db,
     apis: HashMap<ResourceKind, ResourceApi>,
+    shutdown: CancellationToken,
 }
 
 impl Engine {
@@ -88,7 +92,22 @@ impl Engine {
                 .unwrap_or_default();
             apis.insert(res.kind, ResourceApi::new(spec, client, filters));
         }
-        Ok(Engine { settings, db, apis })
+        Ok(Engine {
+            settings,
+            db,
+            apis,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Cycles stop starting requests once `token` is cancelled.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Engine {
+        self.shutdown = token;
+        self
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
     }
 
     pub fn db(&self) -> &Db {
@@ -108,6 +127,7 @@ impl Engine {
             db: self.db.clone(),
             settings: self.settings.clone(),
             opts,
+            shutdown: self.shutdown.clone(),
         })
     }
 
@@ -126,6 +146,50 @@ impl Engine {
     /// One cycle of a single resource (the daemon schedules resources separately).
     pub async fn run_resource_cycle(&self, kind: ResourceKind, opts: CycleOptions) -> Option<ResourceReport> {
         Some(run_resource(self.ctx(kind, opts)?).await)
+    }
+
+    /// Pushes local edits and due retries without walking upstream (the daemon runs this
+    /// when the mirror changed, between scheduled walks).
+    pub async fn run_push_pass(&self, kind: ResourceKind, opts: CycleOptions) -> Option<ResourceReport> {
+        let ctx = self.ctx(kind, opts)?;
+        let span = tracing::info_span!("push", resource = %kind);
+        Some(
+            async move {
+                let mut report = ResourceReport::new(kind);
+                if let Err(e) = push::recover(&ctx).await {
+                    report.note(e.outcome());
+                }
+                match push::push(&ctx).await {
+                    Ok((stats, outcome)) => {
+                        report.pushed = stats;
+                        report.note(outcome);
+                    }
+                    Err(e) => report.note(e.outcome()),
+                }
+                report
+            }
+            .instrument(span)
+            .await,
+        )
+    }
+
+    /// How long until the earliest journal retry of `kind` is due.
+    pub async fn next_retry_in(&self, kind: ResourceKind) -> Option<std::time::Duration> {
+        let resource = kind.name();
+        let due = self
+            .db
+            .call(move |s| crate::store::journal::next_due(s.conn(), resource))
+            .await
+            .ok()??;
+        if due.is_empty() {
+            return Some(std::time::Duration::ZERO);
+        }
+        let at = chrono::DateTime::parse_from_rfc3339(&due).ok()?;
+        Some(
+            (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default(),
+        )
     }
 
     /// Dry run: what a cycle would do, changing nothing in the mirror or upstream.

@@ -222,6 +222,12 @@ async fn run_walk(
     let mut next: Option<Page> = Some(first);
     let mut page_no = 1u64;
     while let Some(page) = next.take() {
+        if ctx.shutdown.is_cancelled() {
+            return Err(SyncError::Postponed(format!(
+                "{}: shutting down; walk interrupted",
+                spec.table
+            )));
+        }
         if page.total != walk.total || page.last_page != expected_last {
             walk.totals_stable = false;
         }

@@ -116,6 +116,15 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
         .collect()
         .await;
     let mut stats = PushStats::default();
+    let resource = spec.table;
+    for r in &results {
+        let (op, outcome) = match r {
+            Executed::Done(op) => (op.as_str(), "done"),
+            Executed::Failed => ("any", "failed"),
+            Executed::Pending => ("any", "retry"),
+        };
+        crate::telemetry::push(resource, op, outcome);
+    }
     for r in results {
         match r {
             Executed::Done(Op::Create) => stats.created += 1,
@@ -124,8 +133,18 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             Executed::Failed | Executed::Pending => {}
         }
     }
-    let resource = spec.table;
-    let active = ctx.db.call(move |s| journal::active(s.conn(), resource)).await?;
+    let (active, counts) = ctx
+        .db
+        .call(move |s| {
+            Ok((
+                journal::active(s.conn(), resource)?,
+                journal::counts(s.conn(), resource)?,
+            ))
+        })
+        .await?;
+    for (state, n) in counts {
+        crate::telemetry::journal_depth(resource, state, n);
+    }
     let failed: Vec<&Entry> = active.iter().filter(|e| e.state == State::Failed).collect();
     stats.failed = failed.len() as u64;
     stats.pending = active.len() as u64 - stats.failed;
@@ -181,6 +200,13 @@ fn note(current: &mut Outcome, new: Outcome) {
 /// Brings the journal in line with the mirror: one active entry per changed row, stale
 /// ones superseded. Returns the entries due now, the local delete count and the base count.
 fn enqueue(store: &mut Store, spec: &'static ResourceSpec) -> Result<(Vec<Entry>, usize, i64), StoreError> {
+    // Nothing changed and nothing waiting: read only, so an idle pass writes nothing
+    // (the daemon's change watcher would otherwise wake itself up).
+    let idle = mirror::local_changes(store.conn(), spec)?.is_empty()
+        && journal::active(store.conn(), spec.table)?.is_empty();
+    if idle {
+        return Ok((Vec::new(), 0, 0));
+    }
     store.write(|tx| {
         let changes = mirror::local_changes(tx, spec)?;
         let base_count = mirror::count_base(tx, spec)?;
@@ -283,6 +309,10 @@ fn enqueue(store: &mut Store, spec: &'static ResourceSpec) -> Result<(Vec<Entry>
 }
 
 async fn execute(ctx: &ResourceCtx, mut entry: Entry) -> Executed {
+    // Shutting down: start no new request; the entry stays pending for the next start.
+    if ctx.shutdown.is_cancelled() {
+        return Executed::Pending;
+    }
     match execute_inner(ctx, &mut entry).await {
         Ok(r) => r,
         Err(e) => {

@@ -56,6 +56,12 @@ pub struct PushStats {
     pub pending: u64,
 }
 
+impl PushStats {
+    pub fn is_idle(&self) -> bool {
+        *self == PushStats::default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceReport {
     pub resource: ResourceKind,

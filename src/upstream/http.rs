@@ -73,6 +73,8 @@ impl Client {
         body: Option<&Json>,
     ) -> Result<(StatusCode, Bytes), UpstreamError> {
         let writes = method != Method::GET;
+        let method_name = method.as_str().to_string();
+        let started = std::time::Instant::now();
         let mut req = self.http.request(method, self.url(path));
         if !query.is_empty() {
             req = req.query(query);
@@ -80,8 +82,12 @@ impl Client {
         if let Some(body) = body {
             req = req.body(body.to_string());
         }
-        let resp = req.send().await.map_err(|e| self.transport(&e, writes))?;
+        let resp = req.send().await.map_err(|e| {
+            crate::telemetry::request(self.name, &method_name, 0, started.elapsed());
+            self.transport(&e, writes)
+        })?;
         let status = resp.status();
+        crate::telemetry::request(self.name, &method_name, status.as_u16(), started.elapsed());
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)

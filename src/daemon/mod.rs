@@ -1,0 +1,151 @@
+//! The long-running service (`restsync sync`): schedules each resource's cycles, pushes
+//! local edits promptly, reloads on SIGHUP, stops cleanly on SIGTERM, and tells systemd
+//! and Prometheus how it is doing. It only schedules: the work is the same engine cycle
+//! `sync --once` runs.
+
+mod health;
+mod notify;
+mod scheduler;
+mod signals;
+mod watch;
+
+pub use health::Health;
+
+use crate::config::{self, Settings};
+use crate::store::{Db, Store};
+use crate::sync::{CycleOptions, Engine};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Exit codes of the service.
+const EXIT_OK: i32 = 0;
+const EXIT_FATAL: i32 = 1;
+
+pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions) -> i32 {
+    let shutdown = CancellationToken::new();
+    let mut reload = signals::spawn(shutdown.clone());
+    let health = Health::default();
+    crate::telemetry::install();
+    if let Some(addr) = settings.metrics_listen {
+        if let Err(e) = health::serve(addr, health.clone(), shutdown.clone()).await {
+            tracing::error!(%addr, error = %e, "cannot serve metrics");
+            return EXIT_FATAL;
+        }
+        tracing::info!(%addr, "serving /metrics and /healthz");
+    }
+
+    let mut settings = settings;
+    let mut first = true;
+    loop {
+        let generation = shutdown.child_token();
+        let tasks = match start(&settings, opts, &generation, &health).await {
+            Ok(t) => t,
+            Err(message) => {
+                tracing::error!("{message}");
+                return EXIT_FATAL;
+            }
+        };
+        if first {
+            notify::ready();
+            first = false;
+        } else {
+            notify::reloaded();
+        }
+        tracing::info!(
+            config = %config_path.display(),
+            database = %settings.database_path.display(),
+            resources = settings.resources.len(),
+            "restsync running"
+        );
+        // Wait for shutdown, or for a reload with a configuration that validates.
+        let new_settings = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                Some(()) = reload.recv() => match reload_config(&config_path) {
+                    Some(s) => break Some(s),
+                    None => continue,
+                },
+            }
+        };
+        notify::status(if new_settings.is_some() {
+            "reloading configuration"
+        } else {
+            "stopping"
+        });
+        if new_settings.is_none() {
+            notify::stopping();
+        } else {
+            notify::reloading();
+        }
+        generation.cancel();
+        stop(tasks, settings.daemon.shutdown_grace).await;
+        match new_settings {
+            Some(s) => settings = s,
+            None => {
+                tracing::info!("stopped");
+                return EXIT_OK;
+            }
+        }
+    }
+}
+
+fn reload_config(path: &Path) -> Option<Settings> {
+    match config::load(path) {
+        Ok(s) => {
+            tracing::info!(config = %path.display(), "configuration reloaded");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
+            None
+        }
+    }
+}
+
+/// Opens the store and starts one scheduler per resource plus the change watcher.
+async fn start(
+    settings: &Settings,
+    opts: CycleOptions,
+    token: &CancellationToken,
+    health: &Health,
+) -> Result<JoinSet<()>, String> {
+    let store = Store::open(&settings.database_path).map_err(|e| e.to_string())?;
+    let engine = Engine::new(Arc::new(settings.clone()), Db::new(store))
+        .map_err(|e| e.to_string())?
+        .with_shutdown(token.clone());
+    let engine = Arc::new(engine);
+    let (changes, _) = tokio::sync::broadcast::channel(16);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(watch::run(
+        settings.database_path.clone(),
+        settings.daemon.watch_interval,
+        changes.clone(),
+        token.clone(),
+    ));
+    for res in &settings.resources {
+        tasks.spawn(scheduler::run(scheduler::Job {
+            engine: engine.clone(),
+            kind: res.kind,
+            schedule: res.schedule.clone(),
+            changes: changes.subscribe(),
+            push_delay: settings.daemon.push_delay,
+            opts,
+            token: token.clone(),
+            health: health.clone(),
+        }));
+    }
+    Ok(tasks)
+}
+
+/// Lets tasks finish their unit of work, up to the grace period.
+async fn stop(mut tasks: JoinSet<()>, grace: std::time::Duration) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "requests still in flight after the grace period; stopping anyway (the next start reconciles them)"
+        );
+    }
+}

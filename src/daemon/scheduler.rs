@@ -1,0 +1,91 @@
+//! One resource's schedule: a full cycle at start and on every cron tick, a push pass
+//! shortly after local edits and when a journal retry falls due. One task per resource,
+//! so its cycles never overlap; the next tick is computed after a cycle ends, so an
+//! overrun skips missed ticks instead of bursting.
+
+use super::{notify, Health};
+use crate::resources::ResourceKind;
+use crate::sync::{CycleOptions, Engine, Outcome, ResourceReport};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub struct Job {
+    pub engine: Arc<Engine>,
+    pub kind: ResourceKind,
+    pub schedule: cron::Schedule,
+    pub changes: broadcast::Receiver<()>,
+    pub push_delay: Duration,
+    pub opts: CycleOptions,
+    pub token: CancellationToken,
+    pub health: Health,
+}
+
+/// Retry passes never come closer together than this.
+const MIN_RETRY_GAP: Duration = Duration::from_secs(1);
+
+pub async fn run(mut job: Job) {
+    let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
+    job.finished(report, true);
+    // Retries are chased only while they make progress; a stuck entry (a guard, say)
+    // waits for the next edit or tick rather than spinning.
+    let mut chase_retries = true;
+    loop {
+        let until_tick = job
+            .schedule
+            .upcoming(chrono::Utc)
+            .next()
+            .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+            .unwrap_or(Duration::from_secs(3600));
+        let until_retry = if chase_retries {
+            job.engine
+                .next_retry_in(job.kind)
+                .await
+                .map(|d| d.max(MIN_RETRY_GAP))
+        } else {
+            None
+        };
+        tokio::select! {
+            _ = job.token.cancelled() => return,
+            _ = tokio::time::sleep(until_tick) => {
+                let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
+                job.finished(report, true);
+                chase_retries = true;
+            }
+            changed = job.changes.recv() => {
+                if matches!(changed, Err(broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+                // Collect the rest of a burst of edits into one push.
+                tokio::select! {
+                    _ = job.token.cancelled() => return,
+                    _ = tokio::time::sleep(job.push_delay) => {}
+                }
+                while job.changes.try_recv().is_ok() {}
+                let report = job.engine.run_push_pass(job.kind, job.opts).await;
+                job.finished(report, false);
+                chase_retries = true;
+            }
+            _ = async { tokio::time::sleep(until_retry.unwrap_or_default()).await }, if until_retry.is_some() => {
+                let report = job.engine.run_push_pass(job.kind, job.opts).await;
+                let progressed = report.as_ref().is_some_and(|r| r.pushed.created + r.pushed.updated + r.pushed.deleted > 0);
+                job.finished(report, false);
+                chase_retries = progressed;
+            }
+        }
+    }
+}
+
+impl Job {
+    fn finished(&self, report: Option<ResourceReport>, full: bool) {
+        let Some(report) = report else { return };
+        if full || !report.pushed.is_idle() {
+            report.log();
+        }
+        crate::telemetry::cycle_finished(&report, full);
+        let ok = matches!(report.outcome, Outcome::Ok);
+        self.health.set(self.kind, ok, report.problems.first().cloned());
+        notify::status(&self.health.summary());
+    }
+}

@@ -1,0 +1,38 @@
+//! SIGTERM/SIGINT cancel the shutdown token (a second one exits at once); SIGHUP asks for
+//! a configuration reload.
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub fn spawn(shutdown: CancellationToken) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = tx.try_send(());
+                    continue;
+                }
+            }
+            if shutdown.is_cancelled() {
+                tracing::warn!("second stop signal: exiting now");
+                std::process::exit(1);
+            }
+            tracing::info!("stop signal: finishing in-flight requests");
+            shutdown.cancel();
+        }
+    });
+    rx
+}
