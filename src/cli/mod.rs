@@ -60,6 +60,8 @@ pub enum Command {
         #[arg(long)]
         allow_mass_delete: bool,
     },
+    /// Validate the configuration and exit (0 valid, 78 invalid, naming every bad key).
+    Check,
     /// Dry run: fetch upstream and print what a cycle would create, update, delete and
     /// which conflicts it would resolve how. Changes nothing.
     Plan,
@@ -189,6 +191,15 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
             allow_mass_delete,
         } => sync_cmd::run(config_path, settings, once, allow_mass_delete).await,
         Command::Plan => sync_cmd::plan(settings).await,
+        Command::Check => {
+            println!(
+                "configuration {} is valid: {} resource(s), database {}",
+                config_path.display(),
+                settings.resources.len(),
+                settings.database_path.display()
+            );
+            exit::OK
+        }
         Command::Status { json } => status::run(&settings, json),
         Command::Journal { action, state, limit } => {
             journal_cmd::run(&settings, action, state.as_deref(), limit)

@@ -80,7 +80,8 @@ pub async fn run(mut job: Job) {
 impl Job {
     fn finished(&self, report: Option<ResourceReport>, full: bool) {
         let Some(report) = report else { return };
-        if full || !report.pushed.is_idle() {
+        // Full cycles log their own summary; a push pass logs only when it did something.
+        if !full && (!report.pushed.is_idle() || report.outcome != Outcome::Ok) {
             report.log();
         }
         crate::telemetry::cycle_finished(&report, full);

@@ -193,10 +193,26 @@ pub(crate) fn smart(rng: &mut StdRng) -> Smart {
 const CREATED_START: i64 = 1_640_995_200;
 const CREATED_SPAN: i64 = 94_694_400;
 
-/// The sandbox's initial data; each kind draws from its own stream so `records` for one
-/// kind never changes another's data.
-pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
-    let mut phones = Store::new(0);
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time; hand-rolled because chrono's formatter dominated
+/// the time to seed a million rows.
+fn timestamp(secs: i64) -> String {
+    use chrono::{Datelike, Timelike};
+    let Some(d) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return String::new();
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
+}
+
+fn seed_phones(seed: u64, records: usize) -> (Store<Phone>, i64) {
+    let mut phones = Store::with_capacity(0, records);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x7068_6f6e_6573);
     phones.skip_ids(2_400 + rng.random_range(0..100));
     let mut phone_contact_id = 100 + rng.random_range(0..50);
@@ -208,8 +224,11 @@ pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
         phones.skip_ids(rng.random_range(0..3));
         phone_contact_id += rng.random_range(1..3);
     }
+    (phones, phone_contact_id)
+}
 
-    let mut addresses = Store::new(0);
+fn seed_addresses(seed: u64, records: usize) -> Store<Address> {
+    let mut addresses = Store::with_capacity(0, records);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6164_6472_6573);
     addresses.skip_ids(2_600 + rng.random_range(0..100));
     for _ in 0..records {
@@ -218,8 +237,11 @@ pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
         addresses.push_back(a);
         addresses.skip_ids(rng.random_range(0..3));
     }
+    addresses
+}
 
-    let mut smarts = Store::new(0);
+fn seed_smarts(seed: u64, records: usize) -> (Store<Smart>, i64) {
+    let mut smarts = Store::with_capacity(0, records);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x736d_6172_7473);
     smarts.skip_ids(1_000 + rng.random_range(0..100));
     let mut phone_x = 5_000 + rng.random_range(0..500);
@@ -230,21 +252,33 @@ pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
         let mut s = smart(&mut rng);
         s.id = smarts.alloc_id();
         s.phone_x = (refdata::PHONE_X_BASE + phone_x).to_string();
-        s.created_at = chrono::DateTime::from_timestamp(created, 0)
-            .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
+        s.created_at = timestamp(created);
         smarts.push_back(s);
         smarts.skip_ids(rng.random_range(0..3));
         phone_x += rng.random_range(1..5);
         created += rng.random_range(1..=max_step);
     }
+    (smarts, phone_x)
+}
 
+/// The sandbox's initial data. Each kind draws from its own random stream (so `records`
+/// for one kind never changes another's data) and is built on its own thread.
+pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
+    let ((phones, next_phone_contact_id), addresses, (smarts, next_phone_x)) = std::thread::scope(|s| {
+        let p = s.spawn(|| seed_phones(seed, records));
+        let a = s.spawn(|| seed_addresses(seed, records));
+        let m = seed_smarts(seed, records);
+        // A seeding thread can only fail by panicking; re-raise it on this thread.
+        let p = p.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let a = a.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (p, a, m)
+    });
     State {
         phones,
         addresses,
         smarts,
-        next_phone_contact_id: phone_contact_id,
-        next_phone_x: phone_x,
+        next_phone_contact_id,
+        next_phone_x,
         rng: StdRng::seed_from_u64(seed ^ 0x7368_6966_7473),
     }
 }

@@ -112,9 +112,14 @@ pub(crate) struct Store<R> {
 
 impl<R: Record> Store<R> {
     pub(crate) fn new(first_id: i64) -> Self {
+        Self::with_capacity(first_id, 0)
+    }
+
+    /// Pre-sizing avoids rehashing while a million seeded rows go in.
+    pub(crate) fn with_capacity(first_id: i64, capacity: usize) -> Self {
         Store {
-            order: VecDeque::new(),
-            map: HashMap::new(),
+            order: VecDeque::with_capacity(capacity),
+            map: HashMap::with_capacity(capacity),
             next_id: first_id,
             front_seq: -1,
             back_seq: 0,
