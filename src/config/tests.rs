@@ -396,8 +396,6 @@ fn five_field_cron_lines_are_accepted() {
 /// In a crontab line the day of week is 0-7 with Sunday 0 (and 7) and Monday 1; the cron
 /// crate counts 1-7 from Sunday. A five-field line must keep its crontab meaning.
 #[test]
-#[ignore = "bug: parse_schedule passes five-field day-of-week numbers to the cron crate unchanged \
-            (crontab Monday=1 becomes Sunday; crontab Sunday=0 is rejected)"]
 fn five_field_day_of_week_has_crontab_meaning() {
     use chrono::Datelike;
     let monday = parse_schedule("0 9 * * 1").unwrap();
@@ -471,8 +469,6 @@ fn invalid_environment_values_are_reported_by_key() {
 
 /// Tokens are opaque strings; one made only of digits must reach the upstream unchanged.
 #[test]
-#[ignore = "bug: environment values are parsed (try_parsing), so an all-digit token in \
-            RESTSYNC_UPSTREAMS__*__TOKEN loses its leading zeros or turns into a float"]
 fn numeric_token_from_the_environment_is_kept_verbatim() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, FIRSTLINE);
@@ -601,4 +597,25 @@ fn conflict_policy_names_round_trip() {
         assert_eq!(p.as_str().parse::<ConflictPolicy>(), Ok(p));
     }
     assert!("remote_wins".parse::<ConflictPolicy>().is_err());
+}
+
+#[test]
+fn crontab_day_of_week_ranges_ending_on_sunday() {
+    use chrono::Datelike;
+    let all = parse_schedule("0 9 * * 0-7").unwrap();
+    let days: std::collections::HashSet<_> =
+        all.upcoming(chrono::Utc).take(14).map(|t| t.weekday()).collect();
+    assert_eq!(days.len(), 7);
+    let weekend = parse_schedule("0 9 * * 5-7").unwrap();
+    let days: std::collections::HashSet<_> = weekend
+        .upcoming(chrono::Utc)
+        .take(9)
+        .map(|t| t.weekday())
+        .collect();
+    let expected: std::collections::HashSet<_> =
+        [chrono::Weekday::Fri, chrono::Weekday::Sat, chrono::Weekday::Sun]
+            .into_iter()
+            .collect();
+    assert_eq!(days, expected);
+    assert!(parse_schedule("0 9 * * 8").is_err());
 }

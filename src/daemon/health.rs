@@ -11,19 +11,32 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-/// Whether a resource's last cycle succeeded, and its first problem if not.
-type LastOutcome = (bool, Option<String>);
+/// Whether a resource's last full cycle and last push pass succeeded, and the problem if not.
+#[derive(Default)]
+struct LastOutcome {
+    cycle: Option<(bool, Option<String>)>,
+    push: Option<(bool, Option<String>)>,
+}
 
-/// The last outcome of every resource: healthy when its last cycle succeeded.
+/// The last outcome of every resource: healthy when its last cycle (and any push since)
+/// succeeded.
 #[derive(Clone, Default)]
 pub struct Health {
     inner: Arc<Mutex<BTreeMap<ResourceKind, LastOutcome>>>,
 }
 
 impl Health {
-    pub fn set(&self, kind: ResourceKind, ok: bool, problem: Option<String>) {
+    /// Records a full cycle (`full`) or a push pass. A full cycle also pushes, so it
+    /// clears an older push pass's result.
+    pub fn set(&self, kind: ResourceKind, full: bool, ok: bool, problem: Option<String>) {
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(kind, (ok, problem));
+            let entry = map.entry(kind).or_default();
+            if full {
+                entry.cycle = Some((ok, problem));
+                entry.push = None;
+            } else {
+                entry.push = Some((ok, problem));
+            }
         }
     }
 
@@ -37,14 +50,19 @@ impl Health {
         }
         let mut text = String::new();
         let mut healthy = true;
-        for (kind, (ok, problem)) in map.iter() {
+        for (kind, last) in map.iter() {
+            let failing = [&last.cycle, &last.push]
+                .into_iter()
+                .flatten()
+                .find(|(ok, _)| !ok)
+                .map(|(_, problem)| problem.clone().unwrap_or_default());
+            let ok = last.cycle.is_some() && failing.is_none();
             healthy &= ok;
-            let state = if *ok { "ok" } else { "failing" };
-            text.push_str(&format!("{kind}: {state}"));
-            if let Some(p) = problem.as_ref().filter(|_| !ok) {
-                text.push_str(&format!(": {p}"));
+            match failing {
+                Some(p) => text.push_str(&format!("{kind}: failing: {p}\n")),
+                None if ok => text.push_str(&format!("{kind}: ok\n")),
+                None => text.push_str(&format!("{kind}: no full cycle yet\n")),
             }
-            text.push('\n');
         }
         (healthy, text)
     }

@@ -98,7 +98,9 @@ fn reload_config(path: &Path) -> Option<Settings> {
             Some(s)
         }
         Err(e) => {
-            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
+            // One line per event in the journal: the problems go on the same line.
+            let error = e.to_string().replace("\n  - ", " | ");
+            tracing::error!(%error, "configuration reload refused; keeping the running configuration");
             None
         }
     }

@@ -86,7 +86,8 @@ impl Job {
         }
         crate::telemetry::cycle_finished(&report, full);
         let ok = matches!(report.outcome, Outcome::Ok);
-        self.health.set(self.kind, ok, report.problems.first().cloned());
+        self.health
+            .set(self.kind, full, ok, report.problems.first().cloned());
         notify::status(&self.health.summary());
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         r = r
             .route(
                 base,
-                get(move |s: State<Arc<Shared>>, q: RawQuery| list(kind, s, q))
+                get(move |s: State<Arc<Shared>>, q: RawQuery, b: Bytes| list(kind, s, q, b))
                     .post(move |s: State<Arc<Shared>>, b: Bytes| create(kind, s, b)),
             )
             .route(
@@ -150,11 +150,12 @@ fn paging_param(pairs: &[(String, String)], key: &str, errors: &mut ErrorBag) ->
     parsed
 }
 
-async fn list(kind: Kind, State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+async fn list(kind: Kind, State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let pairs = query::pairs(q.as_deref().unwrap_or_default());
+    let input = query::with_body(&pairs, &body);
     let mut errors = ErrorBag::default();
-    let page = paging_param(&pairs, "page", &mut errors);
-    let per_page = paging_param(&pairs, "per_page", &mut errors);
+    let page = paging_param(&input, "page", &mut errors);
+    let per_page = paging_param(&input, "per_page", &mut errors);
     if !errors.is_empty() {
         return invalid(errors);
     }
@@ -163,104 +164,128 @@ async fn list(kind: Kind, State(shared): State<Arc<Shared>>, RawQuery(q): RawQue
     let offset = usize::try_from(page - 1)
         .unwrap_or(usize::MAX)
         .saturating_mul(per_page);
-    let filter = Filter::from_pairs(kind, &pairs);
+    let filter = Filter::from_pairs(kind, &input);
     let outage = shared.faults().empty_outage();
-
-    let (total, data) = {
-        let state = shared.state();
-        match kind {
-            _ if outage => (0, Vec::new()),
-            Kind::Addresses => {
-                let (total, rows) = state.addresses.page(&filter, offset, per_page);
-                let rows = rows.iter().map(|a| to_value(render::address(a, true))).collect();
-                (total, rows)
-            }
-            _ => {
-                let (total, rows) = state.phones.page(&filter, offset, per_page);
-                let rows = rows.iter().map(|p| to_value(render::phone(p, true))).collect();
-                (total, rows)
-            }
-        }
+    let at = At {
+        kind,
+        pairs: &pairs,
+        page,
+        per_page,
+        offset,
     };
+    match kind {
+        _ if outage => page_response::<()>(&at, 0, Vec::new()),
+        Kind::Addresses => {
+            let (total, rows) = shared.state().addresses.page(&filter, offset, per_page);
+            let data = rows.iter().map(|a| render::address(a, true)).collect();
+            page_response(&at, total, data)
+        }
+        _ => {
+            let (total, rows) = shared.state().phones.page(&filter, offset, per_page);
+            let data = rows.iter().map(|p| render::phone(p, true)).collect();
+            page_response(&at, total, data)
+        }
+    }
+}
 
+/// Where a list request is in its listing.
+struct At<'a> {
+    kind: Kind,
+    pairs: &'a [(String, String)],
+    page: u64,
+    per_page: usize,
+    offset: usize,
+}
+
+/// Laravel's resource-collection envelope around one page of records.
+fn page_response<T: Serialize>(at: &At<'_>, total: usize, data: Vec<T>) -> Response {
     let total = total as u64;
-    let last_page = total.div_ceil(per_page as u64).max(1);
+    let (page, pairs) = (at.page, at.pairs);
+    let last_page = total.div_ceil(at.per_page as u64).max(1);
     let count = data.len() as u64;
-    let from = (count > 0).then_some(offset as u64 + 1);
-    let path = link_path(kind);
-    let page_body = Page {
+    let from = (count > 0).then_some(at.offset as u64 + 1);
+    let path = link_path(at.kind);
+    let body = Page {
         data,
         links: Links {
-            first: page_url(&path, &pairs, 1),
-            last: page_url(&path, &pairs, last_page),
-            prev: (page > 1).then(|| page_url(&path, &pairs, page - 1)),
-            next: (page < last_page).then(|| page_url(&path, &pairs, page + 1)),
+            first: page_url(&path, pairs, 1),
+            last: page_url(&path, pairs, last_page),
+            prev: (page > 1).then(|| page_url(&path, pairs, page - 1)),
+            next: (page < last_page).then(|| page_url(&path, pairs, page + 1)),
         },
         meta: Meta {
             current_page: page,
             from,
             last_page,
-            per_page: match kind {
-                Kind::Addresses => Value::String(per_page.to_string()),
-                _ => Value::from(per_page),
+            per_page: match at.kind {
+                Kind::Addresses => Value::String(at.per_page.to_string()),
+                _ => Value::from(at.per_page),
             },
             path,
             to: from.map(|f| f + count - 1),
             total,
         },
     };
-    json_response(StatusCode::OK, &page_body)
+    json_response(StatusCode::OK, &body)
 }
 
-fn to_value<T: Serialize>(v: T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+#[derive(Serialize)]
+struct Data<T> {
+    data: T,
 }
 
 /// `{"data": record}` in the single-record shape (`search` = with the search-only fields).
-fn single(shared: &Shared, kind: Kind, id: i64, search: bool) -> Option<Value> {
+fn single(shared: &Shared, kind: Kind, id: i64, search: bool, status: StatusCode) -> Option<Response> {
     let state = shared.state();
-    match kind {
-        Kind::Addresses => state
-            .addresses
-            .get(id)
-            .map(|a| to_value(render::address(a, search))),
-        _ => state.phones.get(id).map(|p| to_value(render::phone(p, search))),
-    }
-    .map(|data| json!({ "data": data }))
+    Some(match kind {
+        Kind::Addresses => {
+            let data = render::address(state.addresses.get(id)?, search);
+            json_response(status, &Data { data })
+        }
+        _ => {
+            let data = render::phone(state.phones.get(id)?, search);
+            json_response(status, &Data { data })
+        }
+    })
 }
 
-fn validate(kind: Kind, body: &Map<String, Value>, mode: Mode) -> Result<(), ErrorBag> {
-    match kind {
-        Kind::Addresses => validate::address(body, mode),
-        _ => validate::phone(body, mode),
-    }
+/// Validates a body and keeps only the client-writable fields: ids and profile_id are the
+/// server's even if a client sends them (the address document's example sends profile_id).
+fn validated(kind: Kind, body: Map<String, Value>, mode: Mode) -> Result<Map<String, Value>, ErrorBag> {
+    let checked = match kind {
+        Kind::Addresses => validate::address(&body, mode),
+        _ => validate::phone(&body, mode),
+    };
+    checked?;
+    // The writable fields are exactly the search filters.
+    let writable = kind.filter_fields();
+    Ok(body
+        .into_iter()
+        .filter(|(k, _)| writable.contains(&k.as_str()))
+        .collect())
 }
 
 async fn show(kind: Kind, State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     // GET shows the phone_contact object but, for addresses, not the search-only fields.
     let with_extra = kind == Kind::PhoneNumbers;
-    match id
-        .parse::<i64>()
+    id.parse::<i64>()
         .ok()
-        .and_then(|n| single(&shared, kind, n, with_extra))
-    {
-        Some(body) => json_response(StatusCode::OK, &body),
-        None => not_found(kind, &id),
-    }
+        .and_then(|n| single(&shared, kind, n, with_extra, StatusCode::OK))
+        .unwrap_or_else(|| not_found(kind, &id))
 }
 
 async fn create(kind: Kind, State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Some(fields) = json_object(&body) else {
         return malformed();
     };
-    if let Err(errors) = validate(kind, &fields, Mode::Create) {
-        return invalid(errors);
-    }
+    let fields = match validated(kind, fields, Mode::Create) {
+        Ok(f) => f,
+        Err(errors) => return invalid(errors),
+    };
     let id = shared.state().insert(kind, &fields);
-    match single(&shared, kind, id, false) {
-        Some(body) => json_response(StatusCode::CREATED, &body),
-        None => raw_json(StatusCode::CREATED, "{}"),
-    }
+    // Only a concurrent delete can make the new record vanish before it is rendered.
+    single(&shared, kind, id, false, StatusCode::CREATED)
+        .unwrap_or_else(|| raw_json(StatusCode::CREATED, "{}"))
 }
 
 async fn update(
@@ -280,16 +305,14 @@ async fn update(
     let Some(fields) = json_object(&body) else {
         return malformed();
     };
-    if let Err(errors) = validate(kind, &fields, Mode::Update) {
-        return invalid(errors);
-    }
+    let fields = match validated(kind, fields, Mode::Update) {
+        Ok(f) => f,
+        Err(errors) => return invalid(errors),
+    };
     if !shared.state().update(kind, n, &fields) {
         return not_found(kind, &id);
     }
-    match single(&shared, kind, n, false) {
-        Some(body) => json_response(StatusCode::OK, &body),
-        None => not_found(kind, &id),
-    }
+    single(&shared, kind, n, false, StatusCode::OK).unwrap_or_else(|| not_found(kind, &id))
 }
 
 async fn destroy(kind: Kind, State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

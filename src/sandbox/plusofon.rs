@@ -87,8 +87,9 @@ fn page_url(page: u64) -> String {
     format!("{LINK_PATH}?page={page}")
 }
 
-async fn list(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
-    let pairs = query::pairs(q.as_deref().unwrap_or_default());
+async fn list(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    // The document's examples send user_id as a JSON body of the GET.
+    let pairs = query::with_body(&query::pairs(q.as_deref().unwrap_or_default()), &body);
     if let Some(user) = query::get(&pairs, "user_id") {
         let known = user
             .trim()

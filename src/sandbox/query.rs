@@ -20,6 +20,29 @@ pub(crate) fn pairs(query: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The parameters Laravel's `$request->input()` sees: the query overlaid with the scalar
+/// fields of a JSON body. The documents' examples send search filters as a JSON body even on
+/// GET, so both ways work; paginator links still carry only the query string.
+pub(crate) fn with_body(pairs: &[(String, String)], body: &[u8]) -> Vec<(String, String)> {
+    let mut out = pairs.to_vec();
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return out;
+    };
+    for (k, v) in fields {
+        let v = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => u8::from(b).to_string(),
+            _ => continue,
+        };
+        match out.iter_mut().find(|(ek, _)| *ek == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
 /// A parameter's value, treating an empty value as absent.
 pub(crate) fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs
@@ -73,5 +96,9 @@ mod tests {
         assert_eq!(per_page(Kind::PhoneNumbers, &pairs("per_page=5000")), 1000);
         assert_eq!(per_page(Kind::Addresses, &pairs("per_page=0")), 15);
         assert_eq!(per_page(Kind::SmartNumbers, &pairs("per_page=100")), 15);
+        let merged = with_body(&pairs("a=1&b=2"), br#"{"b": 5, "c": "x", "d": null}"#);
+        let expected = [("a", "1"), ("b", "5"), ("c", "x")].map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(merged, expected);
+        assert_eq!(with_body(&pairs("a=1"), b"not json"), pairs("a=1"));
     }
 }

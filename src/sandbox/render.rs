@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::records::{Address, Phone, Smart};
 use super::refdata;
-use super::state::Kind;
+use super::state::{Filter, Kind};
+use super::Shared;
 
 #[derive(Serialize)]
 pub(crate) struct PhoneContactOut {
@@ -171,24 +172,43 @@ fn to_value<T: Serialize>(v: T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+// The functions below copy records out under the lock and render after releasing it, so
+// rendering a million rows for `SandboxControl` does not stall the servers.
+
 /// A record of `kind` as its list endpoint renders it, for `SandboxControl`.
-pub(crate) fn listed(state: &super::state::State, kind: Kind, id: i64) -> Option<Value> {
+pub(crate) fn listed(shared: &Shared, kind: Kind, id: i64) -> Option<Value> {
     match kind {
-        Kind::PhoneNumbers => state.phones.get(id).map(|p| to_value(phone(p, true))),
-        Kind::Addresses => state.addresses.get(id).map(|a| to_value(address(a, true))),
-        Kind::SmartNumbers => state.smarts.get(id).map(|s| to_value(smart(s))),
+        Kind::PhoneNumbers => {
+            let row = shared.state().phones.get(id).cloned();
+            row.map(|p| to_value(phone(&p, true)))
+        }
+        Kind::Addresses => {
+            let row = shared.state().addresses.get(id).cloned();
+            row.map(|a| to_value(address(&a, true)))
+        }
+        Kind::SmartNumbers => {
+            let row = shared.state().smarts.get(id).cloned();
+            row.map(|s| to_value(smart(&s)))
+        }
     }
 }
 
-/// Every record of `kind` as its list endpoint renders it, in listing order.
-pub(crate) fn listed_all(state: &super::state::State, kind: Kind) -> Vec<Value> {
+/// `limit` records of `kind` from listing position `offset` (`usize::MAX` = all), as the
+/// list endpoint renders them.
+pub(crate) fn listed_range(shared: &Shared, kind: Kind, offset: usize, limit: usize) -> Vec<Value> {
+    let all = Filter::default();
     match kind {
-        Kind::PhoneNumbers => state.phones.iter().map(|p| to_value(phone(p, true))).collect(),
-        Kind::Addresses => state
-            .addresses
-            .iter()
-            .map(|a| to_value(address(a, true)))
-            .collect(),
-        Kind::SmartNumbers => state.smarts.iter().map(|s| to_value(smart(s))).collect(),
+        Kind::PhoneNumbers => {
+            let (_, rows) = shared.state().phones.page(&all, offset, limit);
+            rows.iter().map(|p| to_value(phone(p, true))).collect()
+        }
+        Kind::Addresses => {
+            let (_, rows) = shared.state().addresses.page(&all, offset, limit);
+            rows.iter().map(|a| to_value(address(a, true))).collect()
+        }
+        Kind::SmartNumbers => {
+            let (_, rows) = shared.state().smarts.page(&all, offset, limit);
+            rows.iter().map(|s| to_value(smart(s))).collect()
+        }
     }
 }

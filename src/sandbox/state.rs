@@ -111,11 +111,7 @@ pub(crate) struct Store<R> {
 }
 
 impl<R: Record> Store<R> {
-    pub(crate) fn new(first_id: i64) -> Self {
-        Self::with_capacity(first_id, 0)
-    }
-
-    /// Pre-sizing avoids rehashing while a million seeded rows go in.
+    /// Pre-sizing with `capacity` avoids rehashing while a million seeded rows go in.
     pub(crate) fn with_capacity(first_id: i64, capacity: usize) -> Self {
         Store {
             order: VecDeque::with_capacity(capacity),
@@ -175,6 +171,11 @@ impl<R: Record> Store<R> {
     pub(crate) fn clear(&mut self) {
         self.order.clear();
         self.map.clear();
+    }
+
+    /// Ids in listing order.
+    pub(crate) fn ids(&self) -> Vec<i64> {
+        self.order.iter().map(|(_, id)| *id).collect()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &R> + '_ {
@@ -239,6 +240,14 @@ impl State {
             Kind::PhoneNumbers => self.phones.len(),
             Kind::Addresses => self.addresses.len(),
             Kind::SmartNumbers => self.smarts.len(),
+        }
+    }
+
+    pub(crate) fn ids(&self, kind: Kind) -> Vec<i64> {
+        match kind {
+            Kind::PhoneNumbers => self.phones.ids(),
+            Kind::Addresses => self.addresses.ids(),
+            Kind::SmartNumbers => self.smarts.ids(),
         }
     }
 

@@ -153,7 +153,13 @@ async fn address_search_envelope() {
     assert!(one["data"].get("enum_type").is_none());
     assert_eq!(one["data"]["address"], body["data"][0]["address"]);
 
+    let (_, by_body) = call(
+        api.fl(Method::GET, ADDRESSES)
+            .json(&json!({"city_id": 1, "per_page": 1000})),
+    )
+    .await;
     let (_, body) = call(api.fl(Method::GET, &format!("{ADDRESSES}?city_id=1&per_page=1000"))).await;
+    assert_eq!(by_body["data"], body["data"]);
     let expected = api
         .ctl
         .list(Kind::Addresses)
@@ -191,6 +197,9 @@ async fn smart_number_paginator() {
     assert!(body["data"]
         .as_array()
         .is_some_and(|d| d.iter().all(|s| s["user_id"] == 40)));
+
+    let by_body = call(api.pl(Method::GET, SMARTS).json(&json!({"user_id": 40}))).await;
+    assert_eq!(by_body.1["data"], body["data"]);
 
     let (status, body) = call(api.pl(Method::GET, &format!("{SMARTS}?user_id=99999"))).await;
     assert_eq!(status, 200);
@@ -342,7 +351,7 @@ async fn address_round_trip_and_validation() {
         json!({"type": ["The selected type is invalid."], "city_id": ["The selected city id is invalid."]})
     );
     let new = json!({"contact_id": 1938277, "type": 1, "address": "基隆市仁愛區愛一路35號8樓之一",
-                     "country_id": 1, "state_id": 2, "city_id": 1});
+                     "country_id": 1, "state_id": 2, "city_id": 1, "profile_id": 1, "id": 5});
     let (status, created) = call(api.fl(Method::POST, ADDRESSES).json(&new)).await;
     assert_eq!(status, 201);
     let id = created["data"]["id"].as_i64().expect("id");
@@ -475,8 +484,12 @@ async fn seed_is_deterministic() {
     assert!(years(29).is_some_and(|y| ("2022".."2025").contains(&y.as_str())));
 }
 
+fn is_send_sync<T: Send + Sync>() {}
+
 #[tokio::test]
 async fn control_api() {
+    is_send_sync::<SandboxControl>();
+    is_send_sync::<Sandbox>();
     let api = start(3).await;
     let ctl = &api.ctl;
     let id = ctl.insert(
@@ -511,6 +524,15 @@ async fn control_api() {
         (&s["phoneA"], &s["phoneB"]),
         (&json!("79991230046"), &json!("37410324040"))
     );
+
+    let ids = ctl.ids(Kind::PhoneNumbers);
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        ctl.list_range(Kind::PhoneNumbers, 1, 5),
+        ctl.list(Kind::PhoneNumbers)[1..]
+    );
+    assert_eq!(ctl.list_range(Kind::PhoneNumbers, 1, 5)[0]["id"], ids[1]);
+    assert!(ctl.list_range(Kind::PhoneNumbers, 9, 5).is_empty());
 
     ctl.clear(Kind::Addresses);
     assert_eq!(ctl.count(Kind::Addresses), 0);

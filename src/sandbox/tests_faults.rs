@@ -95,19 +95,24 @@ async fn scripted_truncated_hits_only_its_page() {
 #[tokio::test]
 async fn scripted_delay_and_times() {
     let api = start(5).await;
-    let mut fault = scripted("GET", Kind::PhoneNumbers, FaultAction::Delay(150));
+    api.ctl
+        .push_scripted(scripted("GET", Kind::PhoneNumbers, FaultAction::Delay(150)));
+    let t = Instant::now();
+    assert_eq!(call(api.fl(Method::GET, PHONES)).await.0, 200);
+    assert!(t.elapsed() >= Duration::from_millis(150));
+
+    let mut fault = scripted("GET", Kind::PhoneNumbers, FaultAction::Status(503, "{}".into()));
     fault.times = 2;
     api.ctl.push_scripted(fault);
     // Other kinds and methods do not consume it.
     assert_eq!(call(api.pl(Method::GET, SMARTS)).await.0, 200);
-    for _ in 0..2 {
-        let t = Instant::now();
-        assert_eq!(call(api.fl(Method::GET, PHONES)).await.0, 200);
-        assert!(t.elapsed() >= Duration::from_millis(150));
-    }
-    let t = Instant::now();
-    call(api.fl(Method::GET, PHONES)).await;
-    assert!(t.elapsed() < Duration::from_millis(150));
+    assert_eq!(call(api.fl(Method::POST, PHONES).json(&new_phone())).await.0, 201);
+    let statuses = [
+        call(api.fl(Method::GET, PHONES)).await.0,
+        call(api.fl(Method::GET, PHONES)).await.0,
+        call(api.fl(Method::GET, PHONES)).await.0,
+    ];
+    assert_eq!(statuses, [503, 503, 200]);
 }
 
 #[tokio::test]

@@ -293,6 +293,16 @@ pub fn counts(conn: &Connection, resource: &str) -> Result<Vec<(String, i64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Whether a local row was ever the subject of a create entry (a row the user inserted,
+/// as opposed to one a walk copied in).
+pub fn has_create_entry(conn: &Connection, resource: &str, local_id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM journal WHERE resource = ?1 AND op = 'create' AND local_id = ?2)",
+        )?
+        .query_row(params![resource, local_id], |r| r.get(0))?)
+}
+
 pub fn failed(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
     query(
         conn,

@@ -273,6 +273,13 @@ fn enqueue(store: &mut Store, spec: &'static ResourceSpec) -> Result<(Vec<Entry>
                 // Unresolved outcome: upstream may hold the effect already; keep the entry
                 // until it is reconciled, and push any newer edit after that.
                 if e.outcome.is_some() || (e.op == d.op && e.payload == d.payload && e.row_values == d.row_values) {
+                    // A change that cannot be pushed stays failed: `journal retry` must not
+                    // turn it into a request (a PUT to Plusofon, which has no update).
+                    if let Some(reason) = d.rejected.as_deref().filter(|_| e.outcome.is_none()) {
+                        if e.state != State::Failed {
+                            journal::mark_failed(tx, e.seq, None, reason)?;
+                        }
+                    }
                     continue;
                 }
                 journal::supersede(tx, e.seq)?;
@@ -634,17 +641,23 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
     matches.sort_by_key(|(r, _)| std::cmp::Reverse(r.id));
     for (record, json) in matches {
         let id = record.id;
-        let mapped = ctx
+        let (entry_c, raw) = (entry.clone(), json.to_string());
+        // Checked and adopted in one store call: creates run side by side, and two of
+        // identical content must not both take the same record (the second adopt would
+        // delete the first one's row as if it were a walk copy).
+        let adopted = ctx
             .db
-            .call(move |s| mirror::is_mapped(s.conn(), spec, id))
+            .call(move |s| {
+                if mirror::is_mapped(s.conn(), spec, id)? && !is_walk_copy(s.conn(), spec, &entry_c, id)? {
+                    return Ok(false);
+                }
+                adopt(s, spec, &entry_c, &record, &raw)?;
+                Ok(true)
+            })
             .await?;
-        if mapped {
+        if !adopted {
             continue;
         }
-        let (entry_c, raw) = (entry.clone(), json.to_string());
-        ctx.db
-            .call(move |s| adopt(s, spec, &entry_c, &record, &raw))
-            .await?;
         tracing::info!(
             resource = spec.table,
             seq = entry.seq,
@@ -654,4 +667,37 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
         return Ok(true);
     }
     Ok(false)
+}
+
+/// Whether upstream record `id`, already in the mirror, is only the copy a walk made of the
+/// record this create produced. That happens when the lookup after a lost answer fails
+/// (say a 500) and the same run's walk then meets the new record: skipping it as "someone
+/// else's" would send the create again and duplicate the record. A walk copy is an
+/// unedited row inserted after the entry's own row (larger local_id) that no create entry
+/// ever made (so an identical row of the user's, created concurrently, is not taken), and
+/// whose base snapshot was first written after the entry was (a record that existed
+/// before keeps its older snapshot), so a pre-existing identical record is never taken over.
+fn is_walk_copy(conn: &Connection, spec: &ResourceSpec, entry: &Entry, id: i64) -> Result<bool, StoreError> {
+    let Some(own) = entry.local_id else {
+        return Ok(false);
+    };
+    let (Some(copy), Some(base)) = (
+        mirror::mirror_by_id(conn, spec, id)?,
+        mirror::base_by_id(conn, spec, id)?,
+    ) else {
+        return Ok(false);
+    };
+    if copy.local_id <= own
+        || base.local_id != Some(copy.local_id)
+        || !spec.changed_writable(&copy.values, &base.values).is_empty()
+        || journal::has_create_entry(conn, spec.table, copy.local_id)?
+    {
+        return Ok(false);
+    }
+    let synced_at: String = conn.query_row(
+        &format!("SELECT synced_at FROM {} WHERE id = ?1", spec.base_table),
+        [id],
+        |r| r.get(0),
+    )?;
+    Ok(synced_at >= entry.created_at)
 }

@@ -100,6 +100,16 @@ max_retry_after_secs = 2
     }
 
     pub async fn restsync_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().await.expect("run restsync"))
+    }
+
+    /// The command `restsync` runs as (same args and environment), for tests that need the
+    /// child process itself (to kill it, or to act while it runs).
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_restsync"));
         cmd.arg("--config").arg(&self.config).args(args);
         for (k, _) in std::env::vars() {
@@ -108,10 +118,18 @@ max_retry_after_secs = 2
             }
         }
         cmd.env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Run::from(cmd.output().await.expect("run restsync"))
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts `restsync` in the background with its output discarded.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn restsync")
     }
 
     pub async fn sync_once(&self) -> Run {

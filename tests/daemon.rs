@@ -1,0 +1,340 @@
+//! `restsync sync` as a long-running service: a real process against the sandbox, with a
+//! NOTIFY_SOCKET this test listens on, signals, the metrics endpoint and SQL edits.
+
+mod common;
+
+use common::Env;
+use restsync::sandbox::{FaultAction, Kind, ScriptedFault};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+struct Daemon {
+    child: Child,
+    notify: UnixDatagram,
+    log: mpsc::UnboundedReceiver<String>,
+    metrics: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn daemon_config(env: &Env, metrics_port: u16, extra_tail: &str) {
+    env.write_config(
+        "schedule = \"*/2 * * * * *\"",
+        &format!(
+            "[daemon]\npush_delay_ms = 200\nwatch_interval_ms = 100\nshutdown_grace_secs = 5\n\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra_tail}"
+        ),
+    );
+}
+
+async fn start_daemon(env: &Env) -> Daemon {
+    let metrics_port = free_port();
+    daemon_config(env, metrics_port, "");
+    spawn_daemon(env, metrics_port)
+}
+
+fn spawn_daemon(env: &Env, metrics_port: u16) -> Daemon {
+    let sock = env.dir.path().join(format!("notify-{}.sock", free_port()));
+    let notify = UnixDatagram::bind(&sock).expect("bind notify socket");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_restsync"));
+    cmd.arg("--config").arg(&env.config).arg("sync");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RESTSYNC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start restsync sync");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, log) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    Daemon {
+        child,
+        notify,
+        log,
+        metrics: format!("http://127.0.0.1:{metrics_port}"),
+    }
+}
+
+impl Daemon {
+    /// Waits for a notification containing `what`.
+    async fn notified(&self, what: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, self.notify.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {what:?} notification within {within:?}"))
+                .expect("recv");
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains(what) {
+                return msg;
+            }
+        }
+    }
+
+    /// Waits for a log line containing `what`.
+    async fn logged(&mut self, what: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.log.recv()).await {
+                Ok(Some(line)) if line.contains(what) => return line,
+                Ok(Some(_)) => {}
+                _ => panic!("no log line with {what:?} within {within:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    async fn stop(mut self) -> i32 {
+        self.signal("-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait");
+        status.code().unwrap_or(-1)
+    }
+}
+
+/// Polls `cond` until it holds or `within` passes; returns how long it took.
+async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+fn walked_all(env: &Env) -> bool {
+    env.db_path.exists()
+        && env
+            .db()
+            .query_row(
+                "SELECT count(*) FROM sync_state WHERE last_complete_walk_at IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            == 3
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_syncs_pushes_promptly_reports_and_stops_cleanly() {
+    let env = Env::start(60).await;
+    let daemon = start_daemon(&env).await;
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+    env.assert_converged();
+
+    // An SQL edit reaches upstream within seconds, without waiting for a walk.
+    let id = env.upstream_ids(Kind::PhoneNumbers)[5];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = '服務中修改' WHERE id = {id}"
+    ));
+    let took = eventually(Duration::from_secs(5), "local edit pushed", || {
+        env.control
+            .get(Kind::PhoneNumbers, id)
+            .is_some_and(|r| r["description"] == "服務中修改")
+    })
+    .await;
+    assert!(took < Duration::from_secs(5));
+
+    // An upstream change reaches the mirror on the next scheduled walk (every 2 s).
+    let aid = env.upstream_ids(Kind::Addresses)[2];
+    env.control.update(
+        Kind::Addresses,
+        aid,
+        serde_json::json!({"description": "上游修改"}),
+    );
+    eventually(Duration::from_secs(8), "upstream change pulled", || {
+        env.row_json("addresses", aid)["description"] == "上游修改"
+    })
+    .await;
+
+    // STATUS= lines say what it is doing.
+    daemon.notified("STATUS=", Duration::from_secs(5)).await;
+
+    // `status` works while the service runs.
+    let status = env.restsync(&["status", "--json"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("\"resource\": \"phone_numbers\""),
+        "{}",
+        status.stdout
+    );
+
+    let client = reqwest::Client::new();
+    let metrics = client
+        .get(format!("{}/metrics", daemon.metrics))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for name in [
+        "restsync_records_pulled_total",
+        "restsync_pushes_total",
+        "restsync_journal_entries",
+        "restsync_conflicts_total",
+        "restsync_last_successful_walk_timestamp_seconds",
+        "restsync_upstream_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"restsync_pushes_total{resource="phone_numbers",op="update",outcome="done"}"#),
+        "{metrics}"
+    );
+    let health = client
+        .get(format!("{}/healthz", daemon.metrics))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+
+    // Upstream failing makes /healthz say so.
+    env.control.push_scripted(ScriptedFault {
+        method: Some("GET".into()),
+        kind: Some(Kind::SmartNumbers),
+        page: None,
+        action: FaultAction::Status(401, r#"{"message":"Unauthenticated.","code":401}"#.into()),
+        times: 1000,
+    });
+    let url = format!("{}/healthz", daemon.metrics);
+    let mut unhealthy = false;
+    for _ in 0..100 {
+        let r = client.get(&url).send().await.expect("healthz");
+        if r.status().as_u16() == 503 {
+            unhealthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unhealthy, "/healthz never turned 503 while smart_numbers failed");
+
+    let code = daemon.stop().await;
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_with_a_broken_config_keeps_the_running_one() {
+    let env = Env::start(30).await;
+    let mut daemon = start_daemon(&env).await;
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+
+    let good = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &env.config,
+        good.replace("on_conflict", "x")
+            .replace("[sync]", "[sync]\non_conflict = \"nope\""),
+    )
+    .expect("break config");
+    daemon.signal("-HUP");
+    let line = daemon.logged("reload refused", Duration::from_secs(10)).await;
+    assert!(line.contains("sync.on_conflict"), "{line}");
+
+    // Still running with the old configuration: edits still go through.
+    let id = env.upstream_ids(Kind::Addresses)[0];
+    env.exec(&format!(
+        "UPDATE addresses SET description = 'after HUP' WHERE id = {id}"
+    ));
+    eventually(Duration::from_secs(6), "edit pushed after refused reload", || {
+        env.control
+            .get(Kind::Addresses, id)
+            .is_some_and(|r| r["description"] == "after HUP")
+    })
+    .await;
+
+    // A valid new configuration is taken.
+    std::fs::write(&env.config, &good).expect("restore config");
+    daemon.signal("-HUP");
+    daemon
+        .logged("configuration reloaded", Duration::from_secs(10))
+        .await;
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_push_loses_nothing_and_duplicates_nothing() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let mut values = Vec::new();
+    for i in 0..24 {
+        values.push(format!("(1900000, 2, '0955{i:06}', NULL, 'stop test {i}')"));
+    }
+    env.exec(&format!(
+        "INSERT INTO phone_numbers (contact_id, type, number, extension, description) VALUES {}",
+        values.join(",")
+    ));
+    // Slow creates, so the stop lands in the middle of the push.
+    env.control.push_scripted(ScriptedFault {
+        method: Some("POST".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: None,
+        action: FaultAction::Delay(150),
+        times: 1000,
+    });
+    let daemon = start_daemon(&env).await;
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "push under way", || {
+        env.control.count_requests("POST", Kind::PhoneNumbers) >= 3
+    })
+    .await;
+    assert_eq!(daemon.stop().await, 0);
+    let created_before_restart = env.control.count_requests("POST", Kind::PhoneNumbers);
+    assert!(
+        created_before_restart < 24,
+        "the push finished before the stop; nothing was tested"
+    );
+
+    // The next start completes the journal.
+    for _ in 0..5 {
+        if env.sync_once().await.code == 0 {
+            break;
+        }
+    }
+    env.assert_converged();
+    let upstream: Vec<String> = env
+        .control
+        .list(Kind::PhoneNumbers)
+        .iter()
+        .filter_map(|r| r["description"].as_str().map(str::to_string))
+        .filter(|d| d.starts_with("stop test "))
+        .collect();
+    assert_eq!(upstream.len(), 24, "every row created exactly once: {upstream:?}");
+    let mut unique = upstream.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 24, "duplicates upstream");
+}

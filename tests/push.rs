@@ -1,0 +1,1484 @@
+//! Push and two-way sync: local edits made with plain SQL on the mirror reach the sandbox
+//! through the real `restsync` binary; merges, conflicts, rejections, lost answers, kills
+//! and the journal commands behave as documented.
+
+mod common;
+
+use common::Env;
+use restsync::sandbox::{FaultAction, Faults, Kind, ScriptedFault};
+use rusqlite::params;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn sql_to_json(v: rusqlite::types::Value) -> Value {
+    match v {
+        rusqlite::types::Value::Null => Value::Null,
+        rusqlite::types::Value::Integer(n) => n.into(),
+        rusqlite::types::Value::Real(f) => f.into(),
+        rusqlite::types::Value::Text(t) => t.into(),
+        rusqlite::types::Value::Blob(b) => String::from_utf8_lossy(&b).into_owned().into(),
+    }
+}
+
+/// Every row a query returns, as JSON objects keyed by column name.
+fn rows(env: &Env, sql: &str) -> Vec<Value> {
+    let conn = env.db();
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    stmt.query_map([], |r| {
+        let mut map = serde_json::Map::new();
+        for (i, name) in names.iter().enumerate() {
+            map.insert(name.clone(), sql_to_json(r.get(i)?));
+        }
+        Ok(Value::Object(map))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+fn one_row(env: &Env, sql: &str) -> Value {
+    let mut all = rows(env, sql);
+    assert_eq!(all.len(), 1, "expected exactly one row from {sql}, got {all:?}");
+    all.remove(0)
+}
+
+/// Runs one INSERT and returns the new row's local_id.
+fn insert(env: &Env, sql: &str) -> i64 {
+    let conn = env.db();
+    conn.execute(sql, []).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.last_insert_rowid()
+}
+
+fn local_id_of(env: &Env, table: &str, id: i64) -> i64 {
+    env.count(&format!("SELECT local_id FROM {table} WHERE id = {id}"))
+}
+
+fn journal(env: &Env) -> Vec<Value> {
+    rows(env, "SELECT * FROM journal ORDER BY seq")
+}
+
+fn conflicts(env: &Env) -> Vec<Value> {
+    rows(env, "SELECT * FROM conflicts ORDER BY seq")
+}
+
+/// Statuses the sandbox answered to `method` requests on `kind`, in order (0 = dropped).
+fn statuses(env: &Env, method: &str, kind: Kind) -> Vec<u16> {
+    env.control
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && kind_of(&r.path) == Some(kind))
+        .map(|r| r.status)
+        .collect()
+}
+
+fn kind_of(path: &str) -> Option<Kind> {
+    [
+        ("/api/v1/phone-number", Kind::PhoneNumbers),
+        ("/api/v1/address", Kind::Addresses),
+        ("/api/v1/smart-numbers", Kind::SmartNumbers),
+    ]
+    .into_iter()
+    .find(|(p, _)| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+    .map(|(_, k)| k)
+}
+
+/// Writes (POST, PUT, PATCH, DELETE) the sandbox has seen so far.
+fn writes(env: &Env) -> usize {
+    env.control
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count()
+}
+
+/// Upstream records of `kind` whose `key` (list rendering) equals `value`.
+fn upstream_where(env: &Env, kind: Kind, key: &str, value: &Value) -> Vec<Value> {
+    env.control
+        .list(kind)
+        .into_iter()
+        .filter(|r| &r[key] == value)
+        .collect()
+}
+
+fn scripted(method: &str, kind: Kind, action: FaultAction, times: u32) -> ScriptedFault {
+    ScriptedFault {
+        method: Some(method.into()),
+        kind: Some(kind),
+        page: None,
+        action,
+        times,
+    }
+}
+
+/// Runs `sync --once` until it exits 0; every other exit must be 75 (work left for later).
+async fn sync_until_ok(env: &Env, max_runs: usize) -> usize {
+    for n in 1..=max_runs {
+        let run = env.sync_once().await;
+        if run.code == 0 {
+            return n;
+        }
+        assert_eq!(
+            run.code, 75,
+            "run {n}: a run that did not finish must exit 75:\n{}",
+            run.stderr
+        );
+    }
+    panic!("sync --once did not exit 0 within {max_runs} runs");
+}
+
+/// Waits until a query counts at least one row (a state the child process reaches).
+async fn until_count(env: &Env, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while env.count(sql) == 0 {
+        assert!(Instant::now() < deadline, "timed out waiting for: {sql}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Everything restsync keeps in the database file, for before/after comparisons.
+fn dump(env: &Env) -> Value {
+    let tables = [
+        "phone_numbers",
+        "addresses",
+        "smart_numbers",
+        "phone_numbers_base",
+        "addresses_base",
+        "smart_numbers_base",
+        "journal",
+        "conflicts",
+        "sync_state",
+    ];
+    Value::Object(
+        tables
+            .iter()
+            .map(|t| {
+                (
+                    t.to_string(),
+                    Value::Array(rows(env, &format!("SELECT * FROM {t} ORDER BY 1"))),
+                )
+            })
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Creates, updates and deletes on all three resources
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_creates_updates_and_deletes_reach_every_upstream() {
+    let env = Env::start(30).await;
+    env.sync_ok().await;
+    let phones = env.upstream_ids(Kind::PhoneNumbers);
+    let addrs = env.upstream_ids(Kind::Addresses);
+    let smarts = env.upstream_ids(Kind::SmartNumbers);
+    let (p_upd, p_del) = (phones[1], phones[2]);
+    let (a_upd, a_del) = (addrs[3], addrs[4]);
+    let s_del = smarts[5];
+
+    let p_new = insert(
+        &env,
+        "INSERT INTO phone_numbers (id, contact_id, type, number, extension, description) \
+         VALUES (NULL, 1935038, 2, '0912 345 678', NULL, '新的手機')",
+    );
+    let a_new = insert(
+        &env,
+        "INSERT INTO addresses (id, contact_id, type, address, country_id, state_id, city_id, description) \
+         VALUES (NULL, 1938277, 1, '松仁路100號12樓', 1, 1, 14, '新地址')",
+    );
+    let s_new = insert(
+        &env,
+        "INSERT INTO smart_numbers (id, user_id, phone_b, description) VALUES (NULL, 40, '79161234567', 'Новый номер')",
+    );
+    env.exec(&format!(
+        "UPDATE phone_numbers SET type = 3, description = '改了' WHERE id = {p_upd};
+         DELETE FROM phone_numbers WHERE id = {p_del};
+         UPDATE addresses SET address = '信義路五段7號', description = NULL WHERE id = {a_upd};
+         DELETE FROM addresses WHERE id = {a_del};
+         DELETE FROM smart_numbers WHERE id = {s_del};"
+    ));
+
+    env.sync_ok().await;
+    env.assert_converged();
+
+    // Created rows got their upstream id and the server-assigned columns.
+    let p = one_row(
+        &env,
+        &format!("SELECT * FROM phone_numbers WHERE local_id = {p_new}"),
+    );
+    let pid = p["id"].as_i64().expect("phone id filled");
+    assert_eq!(p["profile_id"], 1935008, "{p}");
+    let up = env.control.get(Kind::PhoneNumbers, pid).expect("phone upstream");
+    assert_eq!(up["number"], "0912 345 678");
+    assert_eq!(up["phone_contact"]["contact_id"], 1935038);
+    assert_eq!(up["description"], "新的手機");
+
+    let a = one_row(&env, &format!("SELECT * FROM addresses WHERE local_id = {a_new}"));
+    let aid = a["id"].as_i64().expect("address id filled");
+    assert_eq!(a["profile_id"], 1938247, "{a}");
+    let up = env.control.get(Kind::Addresses, aid).expect("address upstream");
+    assert_eq!(up["address"], "松仁路100號12樓");
+    assert_eq!(up["city_id"], 14);
+    assert_eq!(up["contact_id"], 1938277);
+
+    let s = one_row(
+        &env,
+        &format!("SELECT * FROM smart_numbers WHERE local_id = {s_new}"),
+    );
+    let sid = s["id"].as_i64().expect("smart number id filled");
+    let up = env
+        .control
+        .get(Kind::SmartNumbers, sid)
+        .expect("smart number upstream");
+    assert_eq!(s["phone_a"], "79991230046", "phoneA of user 40: {s}");
+    assert!(
+        s["phone_x"].as_str().is_some_and(|x| x.starts_with("7977")),
+        "{s}"
+    );
+    assert!(s["created_at"].as_str().is_some_and(|c| !c.is_empty()), "{s}");
+    assert_eq!(s["phone_x"], up["phoneX"]);
+    assert_eq!(s["created_at"], up["created_at"]);
+    assert_eq!(up["phoneB"], "79161234567");
+    assert_eq!(up["description"], "Новый номер");
+    assert!(
+        !smarts.contains(&sid),
+        "the smart number was adopted from an old record"
+    );
+
+    // Updates reached upstream.
+    let up = env.control.get(Kind::PhoneNumbers, p_upd).expect("updated phone");
+    assert_eq!(up["type"], 3);
+    assert_eq!(up["description"], "改了");
+    let up = env.control.get(Kind::Addresses, a_upd).expect("updated address");
+    assert_eq!(up["address"], "信義路五段7號");
+    assert_eq!(up["description"], Value::Null);
+
+    // Deletes reached upstream.
+    assert!(env.control.get(Kind::PhoneNumbers, p_del).is_none());
+    assert!(env.control.get(Kind::Addresses, a_del).is_none());
+    assert!(env.control.get(Kind::SmartNumbers, s_del).is_none());
+
+    // One request per change, each answered successfully.
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [201]);
+    assert_eq!(statuses(&env, "POST", Kind::Addresses), [201]);
+    assert_eq!(statuses(&env, "POST", Kind::SmartNumbers), [200]);
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), [200]);
+    assert_eq!(statuses(&env, "PUT", Kind::Addresses), [200]);
+    assert!(statuses(&env, "PUT", Kind::SmartNumbers).is_empty());
+    assert_eq!(statuses(&env, "DELETE", Kind::PhoneNumbers), [204]);
+    assert_eq!(statuses(&env, "DELETE", Kind::Addresses), [204]);
+    assert_eq!(statuses(&env, "DELETE", Kind::SmartNumbers), [200]);
+
+    // Every change went through the journal and finished.
+    let entries = journal(&env);
+    assert_eq!(entries.len(), 8, "{entries:#?}");
+    assert!(entries.iter().all(|e| e["state"] == "done"), "{entries:#?}");
+
+    // A second cycle has nothing to push.
+    let before = writes(&env);
+    env.sync_ok().await;
+    assert_eq!(writes(&env), before, "a cycle without changes wrote upstream");
+    env.assert_converged();
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Field-level merge
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_to_different_columns_of_a_record_are_both_kept() {
+    let env = Env::start(30).await;
+    env.sync_ok().await;
+    let pid = env.upstream_ids(Kind::PhoneNumbers)[6];
+    let aid = env.upstream_ids(Kind::Addresses)[8];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = '本地備註' WHERE id = {pid};
+         UPDATE addresses SET type = 5 WHERE id = {aid};"
+    ));
+    assert!(env
+        .control
+        .update(Kind::PhoneNumbers, pid, json!({"number": "02 2345 6789"})));
+    assert!(env
+        .control
+        .update(Kind::Addresses, aid, json!({"description": "遠端備註"})));
+
+    env.sync_ok().await;
+    env.assert_converged();
+
+    let row = env.row_json("phone_numbers", pid);
+    assert_eq!(row["description"], "本地備註");
+    assert_eq!(row["number"], "02 2345 6789");
+    let up = env.control.get(Kind::PhoneNumbers, pid).expect("phone");
+    assert_eq!(up["description"], "本地備註");
+    assert_eq!(up["number"], "02 2345 6789");
+
+    let row = env.row_json("addresses", aid);
+    assert_eq!(row["type"], 5);
+    assert_eq!(row["description"], "遠端備註");
+    let up = env.control.get(Kind::Addresses, aid).expect("address");
+    assert_eq!(up["type"], 5);
+    assert_eq!(up["description"], "遠端備註");
+
+    assert!(conflicts(&env).is_empty(), "{:#?}", conflicts(&env));
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), [200]);
+    assert_eq!(statuses(&env, "PUT", Kind::Addresses), [200]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Conflict policies
+// ---------------------------------------------------------------------------------------
+
+async fn same_column_changed_on_both_sides(local_wins: bool) {
+    let env = Env::start(30).await;
+    if local_wins {
+        env.write_config("on_conflict = \"local-wins\"", "");
+    }
+    env.sync_ok().await;
+    let pid = env.upstream_ids(Kind::PhoneNumbers)[7];
+    let aid = env.upstream_ids(Kind::Addresses)[2];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'mine' WHERE id = {pid};
+         UPDATE addresses SET address = '我的路1號' WHERE id = {aid};"
+    ));
+    assert!(env
+        .control
+        .update(Kind::PhoneNumbers, pid, json!({"description": "theirs"})));
+    assert!(env
+        .control
+        .update(Kind::Addresses, aid, json!({"address": "他們的路2號"})));
+
+    env.sync_ok().await;
+    env.assert_converged();
+
+    let (policy, phone, address) = if local_wins {
+        ("local-wins", "mine", "我的路1號")
+    } else {
+        ("remote-wins", "theirs", "他們的路2號")
+    };
+    assert_eq!(env.row_json("phone_numbers", pid)["description"], phone);
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, pid).expect("phone")["description"],
+        phone
+    );
+    assert_eq!(env.row_json("addresses", aid)["address"], address);
+    assert_eq!(
+        env.control.get(Kind::Addresses, aid).expect("address")["address"],
+        address
+    );
+
+    let found = conflicts(&env);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    for (resource, id, field, mine, theirs) in [
+        ("phone_numbers", pid, "description", "mine", "theirs"),
+        ("addresses", aid, "address", "我的路1號", "他們的路2號"),
+    ] {
+        let c = found
+            .iter()
+            .find(|c| c["resource"] == resource)
+            .unwrap_or_else(|| panic!("no conflict for {resource}: {found:#?}"));
+        assert_eq!(c["kind"], "field", "{c}");
+        assert_eq!(c["field"], field, "{c}");
+        assert_eq!(c["upstream_id"], id, "{c}");
+        assert_eq!(c["resolution"], policy, "{c}");
+        assert!(c["local_value"].as_str().is_some_and(|v| v.contains(mine)), "{c}");
+        assert!(
+            c["remote_value"].as_str().is_some_and(|v| v.contains(theirs)),
+            "{c}"
+        );
+    }
+    // The losing value is not pushed; the winning local one is pushed exactly once.
+    let puts = if local_wins { vec![200] } else { vec![] };
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), puts);
+    assert_eq!(statuses(&env, "PUT", Kind::Addresses), puts);
+
+    // Settled: the next cycle neither writes nor records the conflict again.
+    let before = writes(&env);
+    env.sync_ok().await;
+    assert_eq!(writes(&env), before);
+    assert_eq!(conflicts(&env).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_column_conflict_remote_wins_by_default() {
+    same_column_changed_on_both_sides(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_column_conflict_local_wins_when_configured() {
+    same_column_changed_on_both_sides(true).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Delete versus edit
+// ---------------------------------------------------------------------------------------
+
+async fn delete_versus_edit(local_wins: bool) {
+    let env = Env::start(30).await;
+    if local_wins {
+        env.write_config("on_conflict = \"local-wins\"", "");
+    }
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (gone_upstream, gone_locally) = (ids[4], ids[9]);
+    let edited_local_id = local_id_of(&env, "phone_numbers", gone_upstream);
+
+    // Deleted upstream, edited locally.
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'edited here' WHERE id = {gone_upstream}"
+    ));
+    assert!(env.control.delete(Kind::PhoneNumbers, gone_upstream));
+    // Deleted locally, edited upstream.
+    env.exec(&format!("DELETE FROM phone_numbers WHERE id = {gone_locally}"));
+    assert!(env.control.update(
+        Kind::PhoneNumbers,
+        gone_locally,
+        json!({"description": "edited there"})
+    ));
+
+    env.sync_ok().await;
+    env.assert_converged();
+
+    let policy = if local_wins { "local-wins" } else { "remote-wins" };
+    let found = conflicts(&env);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let up = found
+        .iter()
+        .find(|c| c["kind"] == "deleted_upstream")
+        .unwrap_or_else(|| panic!("no deleted_upstream conflict: {found:#?}"));
+    assert_eq!(up["upstream_id"], gone_upstream, "{up}");
+    assert_eq!(up["resolution"], policy, "{up}");
+    assert!(
+        up["local_value"]
+            .as_str()
+            .is_some_and(|v| v.contains("edited here")),
+        "{up}"
+    );
+    let local = found
+        .iter()
+        .find(|c| c["kind"] == "deleted_locally")
+        .unwrap_or_else(|| panic!("no deleted_locally conflict: {found:#?}"));
+    assert_eq!(local["upstream_id"], gone_locally, "{local}");
+    assert_eq!(local["resolution"], policy, "{local}");
+    assert!(
+        local["remote_value"]
+            .as_str()
+            .is_some_and(|v| v.contains("edited there")),
+        "{local}"
+    );
+
+    let edited_here = upstream_where(&env, Kind::PhoneNumbers, "description", &json!("edited here"));
+    if local_wins {
+        // The local edit survives: the row is created again under a new id.
+        let row = one_row(
+            &env,
+            &format!("SELECT * FROM phone_numbers WHERE local_id = {edited_local_id}"),
+        );
+        let new_id = row["id"].as_i64().expect("re-created upstream");
+        assert_ne!(new_id, gone_upstream);
+        assert_eq!(row["description"], "edited here");
+        assert_eq!(edited_here.len(), 1, "{edited_here:#?}");
+        assert_eq!(edited_here[0]["id"], new_id);
+        // The local delete wins over the upstream edit.
+        assert!(env.control.get(Kind::PhoneNumbers, gone_locally).is_none());
+        assert_eq!(statuses(&env, "DELETE", Kind::PhoneNumbers), [204]);
+    } else {
+        // Upstream's delete wins: the edited row is gone.
+        assert_eq!(
+            env.count(&format!(
+                "SELECT count(*) FROM phone_numbers WHERE local_id = {edited_local_id}"
+            )),
+            0
+        );
+        assert!(edited_here.is_empty(), "{edited_here:#?}");
+        // Upstream's edit wins: the deleted row comes back with it.
+        assert_eq!(
+            env.row_json("phone_numbers", gone_locally)["description"],
+            "edited there"
+        );
+        assert!(env.control.get(Kind::PhoneNumbers, gone_locally).is_some());
+        assert_eq!(writes(&env), 0, "remote-wins must not write upstream");
+    }
+    assert_eq!(ids.len() as i64 - 1, env.control.count(Kind::PhoneNumbers) as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_versus_edit_remote_wins() {
+    delete_versus_edit(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_versus_edit_local_wins() {
+    delete_versus_edit(true).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. A 422 on create
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_create_is_kept_reported_and_sent_again_once_fixed() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let local = insert(
+        &env,
+        "INSERT INTO phone_numbers (contact_id, type, number, extension, description) \
+         VALUES (1935038, 2, '0912-ABC-678', '12', '打錯了')",
+    );
+    let written = one_row(
+        &env,
+        &format!("SELECT * FROM phone_numbers WHERE local_id = {local}"),
+    );
+
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("The number format is invalid."),
+        "{}",
+        run.stderr
+    );
+    // The row stays exactly as written.
+    assert_eq!(
+        one_row(
+            &env,
+            &format!("SELECT * FROM phone_numbers WHERE local_id = {local}")
+        ),
+        written
+    );
+    assert_eq!(written["id"], Value::Null);
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [422]);
+
+    let failed = rows(&env, "SELECT * FROM journal WHERE state = 'failed'");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let seq = failed[0]["seq"].as_i64().expect("seq");
+    assert_eq!(failed[0]["op"], "create");
+    assert_eq!(failed[0]["local_id"], local);
+    assert_eq!(failed[0]["last_status"], 422);
+
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("no failed entry in status:\n{}", status.stdout));
+    assert!(
+        line.contains(&format!("journal {seq} create local_id {local}")),
+        "{line}"
+    );
+    assert!(line.contains("422"), "{line}");
+    assert!(line.contains("The number format is invalid."), "{line}");
+
+    let listed = env.restsync(&["journal", "--state", "failed"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains(&format!("local_id={local}")),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains("create"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("The number format is invalid."),
+        "{}",
+        listed.stdout
+    );
+
+    // Unchanged, the rejected row is not sent again.
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [422]);
+
+    // The fix supersedes the failed entry and is created exactly once.
+    env.exec(&format!(
+        "UPDATE phone_numbers SET number = '0912-345-678' WHERE local_id = {local}"
+    ));
+    env.sync_ok().await;
+    env.assert_converged();
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [422, 201]);
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0912-345-678"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    let row = one_row(
+        &env,
+        &format!("SELECT * FROM phone_numbers WHERE local_id = {local}"),
+    );
+    assert_eq!(row["id"], made[0]["id"]);
+    assert_eq!(row["extension"], "12");
+    let old = one_row(&env, &format!("SELECT * FROM journal WHERE seq = {seq}"));
+    assert_eq!(old["state"], "superseded", "{old}");
+    let status = env.restsync(&["status"]).await;
+    assert!(!status.stdout.contains("FAILED"), "{}", status.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Smart numbers cannot be updated
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_smart_number_update_is_refused_before_anything_is_sent() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let sid = env.upstream_ids(Kind::SmartNumbers)[3];
+    let local = local_id_of(&env, "smart_numbers", sid);
+    let original: Option<String> = env
+        .db()
+        .query_row(
+            "SELECT description FROM smart_numbers WHERE local_id = ?1",
+            [local],
+            |r| r.get(0),
+        )
+        .expect("description");
+    let upstream_before = env.control.get(Kind::SmartNumbers, sid).expect("smart number");
+    env.exec(&format!(
+        "UPDATE smart_numbers SET description = 'Переименован' WHERE local_id = {local}"
+    ));
+
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("local_id {local}")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("no update endpoint"), "{}", run.stderr);
+    // Nothing was sent for it.
+    for r in env.control.requests() {
+        assert!(
+            r.method == "GET",
+            "unexpected {} {} while the change was refused",
+            r.method,
+            r.path
+        );
+    }
+    assert_eq!(
+        env.control.get(Kind::SmartNumbers, sid).expect("smart number"),
+        upstream_before
+    );
+    // The local edit is kept, not overwritten by the walk.
+    assert_eq!(env.row_json("smart_numbers", sid)["description"], "Переименован");
+
+    let status = env.restsync(&["status"]).await;
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("no failed entry in status:\n{}", status.stdout));
+    assert!(
+        line.contains(&format!("update local_id {local} id {sid}")),
+        "{line}"
+    );
+    assert!(line.contains("no update endpoint"), "{line}");
+
+    // Reverting the row clears it.
+    env.db()
+        .execute(
+            "UPDATE smart_numbers SET description = ?1 WHERE local_id = ?2",
+            params![original, local],
+        )
+        .expect("revert");
+    env.sync_ok().await;
+    env.assert_converged();
+    let status = env.restsync(&["status"]).await;
+    assert!(!status.stdout.contains("FAILED"), "{}", status.stdout);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state IN ('pending', 'in_flight', 'failed')"),
+        0
+    );
+    assert_eq!(writes(&env), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Plusofon's error body with HTTP 200
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_body_with_http_200_fails_the_create() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let local = insert(
+        &env,
+        "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (99, '79161112233', 'Нет такого')",
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("User not found."), "{}", run.stderr);
+    assert_eq!(statuses(&env, "POST", Kind::SmartNumbers), [200]);
+
+    let failed = one_row(&env, "SELECT * FROM journal WHERE state = 'failed'");
+    assert_eq!(failed["op"], "create");
+    assert_eq!(failed["local_id"], local);
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("User not found.")),
+        "{failed}"
+    );
+    let row = one_row(
+        &env,
+        &format!("SELECT * FROM smart_numbers WHERE local_id = {local}"),
+    );
+    assert_eq!(row["id"], Value::Null);
+    assert!(upstream_where(&env, Kind::SmartNumbers, "phoneB", &json!("79161112233")).is_empty());
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.contains("FAILED") && l.contains("User not found.")),
+        "{}",
+        status.stdout
+    );
+
+    // With a known user the row goes through.
+    env.exec(&format!(
+        "UPDATE smart_numbers SET user_id = 41 WHERE local_id = {local}"
+    ));
+    env.sync_ok().await;
+    env.assert_converged();
+    let made = upstream_where(&env, Kind::SmartNumbers, "phoneB", &json!("79161112233"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    assert_eq!(made[0]["phoneA"], "79991230051");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. A create whose answer is lost after upstream committed it
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_phone_number_create_answer_makes_no_duplicate() {
+    let env = Env::start(30).await;
+    env.sync_ok().await;
+    let local = insert(
+        &env,
+        "INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0955 123 456', '回應遺失')",
+    );
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::PhoneNumbers,
+        FaultAction::DropAfterCommit,
+        1,
+    ));
+    sync_until_ok(&env, 4).await;
+
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0955 123 456"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    let row = one_row(&env, "SELECT * FROM phone_numbers WHERE number = '0955 123 456'");
+    assert_eq!(row["local_id"], local);
+    assert_eq!(row["id"], made[0]["id"]);
+    assert_eq!(row["profile_id"], 1935008);
+    // The record was found by its natural key, not created a second time.
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [0]);
+    env.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_smart_number_create_answer_makes_no_duplicate() {
+    let env = Env::start(30).await;
+    env.sync_ok().await;
+    let local = insert(
+        &env,
+        "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (41, '79169998877', 'Потерянный ответ')",
+    );
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::SmartNumbers,
+        FaultAction::DropAfterCommit,
+        1,
+    ));
+    sync_until_ok(&env, 4).await;
+
+    let made = upstream_where(&env, Kind::SmartNumbers, "phoneB", &json!("79169998877"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    let row = one_row(&env, "SELECT * FROM smart_numbers WHERE phone_b = '79169998877'");
+    assert_eq!(row["local_id"], local);
+    assert_eq!(row["id"], made[0]["id"]);
+    assert_eq!(row["phone_x"], made[0]["phoneX"]);
+    assert_eq!(row["phone_a"], "79991230051");
+    assert_eq!(statuses(&env, "POST", Kind::SmartNumbers), [0]);
+    env.assert_converged();
+}
+
+/// The lost answer is noticed in one run and resolved in a later one, whose first lookup
+/// fails: the walk then copies the record in before the create is reconciled.
+async fn lost_create_reconciled_after_a_failed_lookup(kind: Kind) {
+    let env = Env::start(30).await;
+    env.write_config("max_attempts_per_run = 1", "");
+    env.sync_ok().await;
+    let (local, key, value) = match kind {
+        Kind::SmartNumbers => (
+            insert(
+                &env,
+                "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (42, '79165554433', 'Двойник?')",
+            ),
+            "phoneB",
+            json!("79165554433"),
+        ),
+        _ => (
+            insert(
+                &env,
+                "INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 1, '02 8765 4321', '重複？')",
+            ),
+            "number",
+            json!("02 8765 4321"),
+        ),
+    };
+    let table = kind.name();
+    env.control
+        .push_scripted(scripted("POST", kind, FaultAction::DropAfterCommit, 1));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert_eq!(upstream_where(&env, kind, key, &value).len(), 1);
+
+    // The next run's first list request of this resource is the lookup; it fails once.
+    env.control.push_scripted(ScriptedFault {
+        method: Some("GET".into()),
+        kind: Some(kind),
+        page: Some(1),
+        action: FaultAction::Status(500, r#"{"message":"Server Error"}"#.into()),
+        times: 1,
+    });
+    sync_until_ok(&env, 4).await;
+
+    let made = upstream_where(&env, kind, key, &value);
+    assert_eq!(
+        made.len(),
+        1,
+        "{table}: the create was sent again after its record had been copied in by a walk: {made:#?}"
+    );
+    let id = made[0]["id"].as_i64().expect("id");
+    let mirrored = rows(&env, &format!("SELECT * FROM {table} WHERE id = {id}"));
+    assert_eq!(mirrored.len(), 1, "{mirrored:#?}");
+    assert_eq!(mirrored[0]["local_id"], local, "{mirrored:#?}");
+    env.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_phone_number_create_found_after_a_failed_lookup_is_not_duplicated() {
+    lost_create_reconciled_after_a_failed_lookup(Kind::PhoneNumbers).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_smart_number_create_found_after_a_failed_lookup_is_not_duplicated() {
+    lost_create_reconciled_after_a_failed_lookup(Kind::SmartNumbers).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Killed mid-push, restarted
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_killed_at_any_point_creates_every_row_exactly_once() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let phones: Vec<String> = (0..30).map(|i| format!("0933 000 {i:03}")).collect();
+    let streets: Vec<String> = (0..10).map(|i| format!("測試路{i}號")).collect();
+    {
+        let conn = env.db();
+        for (i, n) in phones.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (?1, 2, ?2, ?3)",
+                params![1_935_100 + i as i64, n, format!("kill {i}")],
+            )
+            .expect("insert phone");
+        }
+        for a in &streets {
+            conn.execute(
+                "INSERT INTO addresses (contact_id, type, address, country_id, state_id, city_id) \
+                 VALUES (1935200, 0, ?1, 1, 2, 3)",
+                [a],
+            )
+            .expect("insert address");
+        }
+    }
+    env.control.set_faults(Faults {
+        latency_ms: 25,
+        ..Faults::default()
+    });
+    // Kill points move later each time, so the runs die during the walk, between
+    // requests and with creates in flight, until one run gets to finish on its own.
+    let mut progress = Vec::new();
+    let mut ms = 50u64;
+    for _ in 0..15 {
+        let mut child = env.spawn(&["sync", "--once"]);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let finished = child.try_wait().expect("try_wait").is_some();
+        if !finished {
+            child.kill().await.expect("kill restsync");
+        }
+        let created = env
+            .count("SELECT count(*) FROM phone_numbers WHERE id IS NOT NULL AND description LIKE 'kill %'");
+        let in_flight = env.count("SELECT count(*) FROM journal WHERE state = 'in_flight'");
+        progress.push((ms, finished, created, in_flight));
+        if finished {
+            break;
+        }
+        ms += 30;
+    }
+    env.control.set_faults(Faults::default());
+    // (kill point ms, run already finished, phones created so far, entries left in flight)
+    eprintln!("kill points: {progress:?}");
+    sync_until_ok(&env, 3).await;
+
+    for n in &phones {
+        let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!(n));
+        assert_eq!(made.len(), 1, "{n} upstream {made:#?}; kills: {progress:?}");
+        let mirrored = rows(
+            &env,
+            &format!("SELECT id FROM phone_numbers WHERE number = '{n}'"),
+        );
+        assert_eq!(mirrored.len(), 1, "{n} in the mirror: {mirrored:#?}");
+        assert_eq!(mirrored[0]["id"], made[0]["id"]);
+    }
+    for a in &streets {
+        let made = upstream_where(&env, Kind::Addresses, "address", &json!(a));
+        assert_eq!(made.len(), 1, "{a} upstream {made:#?}; kills: {progress:?}");
+    }
+    assert_eq!(env.control.count(Kind::PhoneNumbers), 50);
+    assert_eq!(env.control.count(Kind::Addresses), 30);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state IN ('pending', 'in_flight', 'failed')"),
+        0
+    );
+    env.assert_converged();
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Mass-delete guard
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_most_of_a_table_needs_allow_mass_delete() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let phone_gone = env.upstream_ids(Kind::PhoneNumbers)[0];
+    env.exec(&format!(
+        "DELETE FROM addresses WHERE local_id IN (SELECT local_id FROM addresses ORDER BY id LIMIT 15);
+         DELETE FROM phone_numbers WHERE id = {phone_gone};"
+    ));
+
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("15 of 20"), "{}", run.stderr);
+    assert!(run.stderr.contains("--allow-mass-delete"), "{}", run.stderr);
+    assert!(statuses(&env, "DELETE", Kind::Addresses).is_empty());
+    assert_eq!(env.control.count(Kind::Addresses), 20);
+    assert_eq!(env.count("SELECT count(*) FROM addresses"), 5);
+    // The guard is per table: a single phone delete still went through.
+    assert_eq!(statuses(&env, "DELETE", Kind::PhoneNumbers), [204]);
+    assert!(env.control.get(Kind::PhoneNumbers, phone_gone).is_none());
+
+    // Still refused on the next plain run.
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(statuses(&env, "DELETE", Kind::Addresses).is_empty());
+
+    let run = env.restsync(&["sync", "--once", "--allow-mass-delete"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(statuses(&env, "DELETE", Kind::Addresses).len(), 15);
+    assert_eq!(env.control.count(Kind::Addresses), 5);
+    env.assert_converged();
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. `plan` changes nothing
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_reports_both_sides_and_changes_nothing() {
+    let env = Env::start(30).await;
+    env.sync_ok().await;
+    let phones = env.upstream_ids(Kind::PhoneNumbers);
+    let addrs = env.upstream_ids(Kind::Addresses);
+    let (p_upd, p_del, p_conflict) = (phones[1], phones[2], phones[3]);
+    let a_remote = addrs[4];
+    let p_upd_local = local_id_of(&env, "phone_numbers", p_upd);
+    let p_new = insert(
+        &env,
+        "INSERT INTO phone_numbers (contact_id, type, number) VALUES (1935038, 0, '02 1111 2222')",
+    );
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'planned' WHERE id = {p_upd};
+         DELETE FROM phone_numbers WHERE id = {p_del};
+         UPDATE phone_numbers SET description = 'local side' WHERE id = {p_conflict};"
+    ));
+    assert!(env.control.update(
+        Kind::PhoneNumbers,
+        p_conflict,
+        json!({"description": "remote side"})
+    ));
+    assert!(env
+        .control
+        .update(Kind::Addresses, a_remote, json!({"description": "upstream edit"})));
+    let up_new = env.control.insert(
+        Kind::PhoneNumbers,
+        json!({"contact_id": 1935038, "type": 2, "number": "0911 000 111", "extension": null, "description": null}),
+    );
+
+    let before = dump(&env);
+    let upstream_before: Vec<Vec<Value>> = Kind::ALL.iter().map(|k| env.control.list(*k)).collect();
+    let requests_before = env.control.requests().len();
+    let run = env.restsync(&["plan"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let out = &run.stdout;
+    for expected in [
+        "push: create upstream: 1".to_string(),
+        format!("local_id {p_new}"),
+        "push: update upstream: 2".to_string(),
+        format!("local_id {p_upd_local} (id {p_upd}): description"),
+        "push: delete upstream: 1".to_string(),
+        format!("id {p_del}"),
+        format!("id {up_new}: new upstream"),
+        format!("id {a_remote} (local_id"),
+        format!(
+            "phone_numbers id {p_conflict}: field description local=\"local side\" remote=\"remote side\""
+        ),
+    ] {
+        assert!(out.contains(&expected), "plan output lacks {expected:?}:\n{out}");
+    }
+
+    assert_eq!(dump(&env), before, "plan changed the database");
+    let after = env.control.requests();
+    for r in &after[requests_before..] {
+        assert_eq!(r.method, "GET", "plan sent {} {}", r.method, r.path);
+    }
+    assert!(after.len() > requests_before, "plan did not look upstream");
+    let upstream_after: Vec<Vec<Value>> = Kind::ALL.iter().map(|k| env.control.list(*k)).collect();
+    assert_eq!(upstream_after, upstream_before, "plan changed upstream");
+    assert_ne!(
+        env.control.get(Kind::PhoneNumbers, p_upd).expect("phone")["description"],
+        "planned"
+    );
+    assert!(env.control.get(Kind::PhoneNumbers, p_del).is_some());
+
+    // What the plan announced is what the sync then does.
+    env.sync_ok().await;
+    env.assert_converged();
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. Transient failures
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_of_an_update_are_retried_within_the_run() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let pid = env.upstream_ids(Kind::PhoneNumbers)[5];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'retry me' WHERE id = {pid}"
+    ));
+    env.control.push_scripted(scripted(
+        "PUT",
+        Kind::PhoneNumbers,
+        FaultAction::Status(500, r#"{"message":"Server Error"}"#.into()),
+        2,
+    ));
+    env.control
+        .push_scripted(scripted("PUT", Kind::PhoneNumbers, FaultAction::RetryAfter(1), 1));
+    let started = Instant::now();
+    env.sync_ok().await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 was not honoured ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), [500, 500, 429, 200]);
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, pid).expect("phone")["description"],
+        "retry me"
+    );
+    let entry = one_row(&env, "SELECT * FROM journal WHERE op = 'update'");
+    assert_eq!(entry["state"], "done", "{entry}");
+    assert_eq!(entry["attempts"], 4, "{entry}");
+    env.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fault_outlasting_the_attempts_leaves_the_entry_for_the_next_run() {
+    let env = Env::start(20).await;
+    env.write_config("max_attempts_per_run = 2", "");
+    env.sync_ok().await;
+    let pid = env.upstream_ids(Kind::PhoneNumbers)[5];
+    let before = env.control.get(Kind::PhoneNumbers, pid).expect("phone");
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'later' WHERE id = {pid}"
+    ));
+    env.control.push_scripted(scripted(
+        "PUT",
+        Kind::PhoneNumbers,
+        FaultAction::Status(503, r#"{"message":"Service Unavailable"}"#.into()),
+        3,
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), [503, 503]);
+    assert_eq!(env.control.get(Kind::PhoneNumbers, pid).expect("phone"), before);
+    let entry = one_row(&env, "SELECT * FROM journal WHERE op = 'update'");
+    assert_eq!(entry["state"], "pending", "{entry}");
+    assert_eq!(entry["last_status"], 503, "{entry}");
+    assert_eq!(env.row_json("phone_numbers", pid)["description"], "later");
+    let status = env.restsync(&["status"]).await;
+    assert!(status.stdout.contains("pending 1"), "{}", status.stdout);
+
+    env.sync_ok().await;
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), [503, 503, 503, 200]);
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, pid).expect("phone")["description"],
+        "later"
+    );
+    env.assert_converged();
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. An edit made while its push is in flight
+// ---------------------------------------------------------------------------------------
+
+async fn edit_during_flight(create: bool) {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let local = if create {
+        insert(
+            &env,
+            "INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0977 123 123', 'first')",
+        )
+    } else {
+        let pid = env.upstream_ids(Kind::PhoneNumbers)[4];
+        env.exec(&format!(
+            "UPDATE phone_numbers SET description = 'first' WHERE id = {pid}"
+        ));
+        local_id_of(&env, "phone_numbers", pid)
+    };
+    let (method, op) = if create {
+        ("POST", "create")
+    } else {
+        ("PUT", "update")
+    };
+    env.control
+        .push_scripted(scripted(method, Kind::PhoneNumbers, FaultAction::Delay(1500), 1));
+    let child = env
+        .command(&["sync", "--once"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn restsync");
+    until_count(
+        &env,
+        &format!("SELECT count(*) FROM journal WHERE op = '{op}' AND state = 'in_flight'"),
+    )
+    .await;
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'second' WHERE local_id = {local}"
+    ));
+    let out = child.wait_with_output().await.expect("restsync output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 75)),
+        "{:?}\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        statuses(&env, method, Kind::PhoneNumbers),
+        [if create { 201 } else { 200 }]
+    );
+
+    let row = one_row(
+        &env,
+        &format!("SELECT * FROM phone_numbers WHERE local_id = {local}"),
+    );
+    assert_eq!(
+        row["description"], "second",
+        "the newer local edit was overwritten\n{stderr}"
+    );
+    let id = row["id"].as_i64().expect("id known after the push");
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, id).expect("upstream")["description"],
+        "first"
+    );
+
+    env.sync_ok().await;
+    assert_eq!(env.row_json("phone_numbers", id)["description"], "second");
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, id).expect("upstream")["description"],
+        "second"
+    );
+    assert_eq!(
+        upstream_where(&env, Kind::PhoneNumbers, "id", &json!(id)).len(),
+        1
+    );
+    if create {
+        assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [201]);
+    }
+    env.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_made_while_its_update_is_in_flight_is_kept_and_pushed_next() {
+    edit_during_flight(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_made_while_its_create_is_in_flight_is_kept_and_pushed_next() {
+    edit_during_flight(true).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 14. `journal retry --all` and `journal drop`
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_retry_all_sends_failed_entries_again() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let phone = insert(
+        &env,
+        "INSERT INTO phone_numbers (contact_id, type, number) VALUES (1935038, 2, '0988 765 432')",
+    );
+    let address = insert(
+        &env,
+        "INSERT INTO addresses (contact_id, type, address) VALUES (1935038, 3, '中正路8號')",
+    );
+    let refused = r#"{"message":"Conflict: the contact is locked."}"#;
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::PhoneNumbers,
+        FaultAction::Status(409, refused.into()),
+        1,
+    ));
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::Addresses,
+        FaultAction::Status(409, refused.into()),
+        1,
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("the contact is locked"), "{}", run.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state = 'failed'"),
+        2
+    );
+
+    // Failed entries are not sent again on their own.
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [409]);
+    assert_eq!(statuses(&env, "POST", Kind::Addresses), [409]);
+
+    let retry = env.restsync(&["journal", "retry", "--all"]).await;
+    assert_eq!(retry.code, 0, "{}", retry.stderr);
+    assert!(retry.stdout.contains("2 entries"), "{}", retry.stdout);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state = 'failed'"),
+        0
+    );
+
+    env.sync_ok().await;
+    env.assert_converged();
+    assert_eq!(statuses(&env, "POST", Kind::PhoneNumbers), [409, 201]);
+    assert_eq!(statuses(&env, "POST", Kind::Addresses), [409, 201]);
+    for (table, local) in [("phone_numbers", phone), ("addresses", address)] {
+        let row = one_row(&env, &format!("SELECT * FROM {table} WHERE local_id = {local}"));
+        assert!(row["id"].is_i64(), "{table}: {row}");
+    }
+    assert_eq!(
+        upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0988 765 432")).len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_drop_restores_the_row_from_its_base_snapshot() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (edited, deleted) = (ids[2], ids[3]);
+    let edited_before = env.row_json("phone_numbers", edited);
+    let deleted_before = env.row_json("phone_numbers", deleted);
+    let upstream_before = env.control.list(Kind::PhoneNumbers);
+
+    // An update upstream rejects (422) and a delete upstream refuses (403).
+    env.exec(&format!(
+        "UPDATE phone_numbers SET number = 'not a number!' WHERE id = {edited};
+         DELETE FROM phone_numbers WHERE id = {deleted};"
+    ));
+    env.control.push_scripted(scripted(
+        "DELETE",
+        Kind::PhoneNumbers,
+        FaultAction::Status(403, r#"{"message":"This action is unauthorized."}"#.into()),
+        1,
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let failed = rows(&env, "SELECT * FROM journal WHERE state = 'failed' ORDER BY seq");
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    let seq_of = |op: &str| {
+        failed
+            .iter()
+            .find(|e| e["op"] == op)
+            .and_then(|e| e["seq"].as_i64())
+            .unwrap_or_else(|| panic!("no failed {op}: {failed:#?}"))
+    };
+    let (update_seq, delete_seq) = (seq_of("update"), seq_of("delete"));
+
+    // Without --yes (and no terminal to ask on) nothing happens.
+    let refused = env.restsync(&["journal", "drop", &update_seq.to_string()]).await;
+    assert_eq!(refused.code, 65, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    assert_eq!(env.row_json("phone_numbers", edited)["number"], "not a number!");
+
+    for seq in [update_seq, delete_seq] {
+        let run = env
+            .restsync(&["journal", "drop", &seq.to_string(), "--yes"])
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stdout.contains(&format!("dropped journal entry {seq}")),
+            "{}",
+            run.stdout
+        );
+    }
+    // Both rows are back as upstream last had them.
+    assert_eq!(env.row_json("phone_numbers", edited), edited_before);
+    let restored = env.row_json("phone_numbers", deleted);
+    for (col, _) in common::writable(Kind::PhoneNumbers) {
+        assert_eq!(restored[*col], deleted_before[*col], "column {col}");
+    }
+    assert_eq!(restored["profile_id"], deleted_before["profile_id"]);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state IN ('pending', 'in_flight', 'failed')"),
+        0
+    );
+
+    let writes_before = writes(&env);
+    env.sync_ok().await;
+    assert_eq!(writes(&env), writes_before, "a dropped change was sent");
+    assert_eq!(env.control.list(Kind::PhoneNumbers), upstream_before);
+    env.assert_converged();
+}
+
+// ---------------------------------------------------------------------------------------
+// More edges
+// ---------------------------------------------------------------------------------------
+
+/// Identical local rows are distinct records: each gets its own upstream record, even
+/// though finding Plusofon's records by content cannot tell them apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_local_rows_become_distinct_records() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let mut smart = Vec::new();
+    let mut phone = Vec::new();
+    for _ in 0..4 {
+        smart.push(insert(
+            &env,
+            "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (43, '79160001122', 'Близнецы')",
+        ));
+        phone.push(insert(
+            &env,
+            "INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 0, '02 2222 3333', '雙胞胎')",
+        ));
+    }
+    sync_until_ok(&env, 3).await;
+    env.assert_converged();
+    for (table, kind, key, value, locals) in [
+        (
+            "smart_numbers",
+            Kind::SmartNumbers,
+            "phoneB",
+            json!("79160001122"),
+            &smart,
+        ),
+        (
+            "phone_numbers",
+            Kind::PhoneNumbers,
+            "number",
+            json!("02 2222 3333"),
+            &phone,
+        ),
+    ] {
+        assert_eq!(upstream_where(&env, kind, key, &value).len(), 4, "{table}");
+        let mut ids = Vec::new();
+        for local in locals {
+            let row = one_row(&env, &format!("SELECT * FROM {table} WHERE local_id = {local}"));
+            ids.push(row["id"].as_i64().unwrap_or_else(|| panic!("{table}: {row}")));
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 4, "{table}: rows share upstream records");
+        assert_eq!(
+            statuses(&env, "POST", kind).len(),
+            4,
+            "{table}: one create per row"
+        );
+    }
+}
+
+/// `journal retry` cannot turn a change that has no endpoint into a request.
+#[tokio::test(flavor = "multi_thread")]
+async fn retrying_a_refused_smart_number_update_still_sends_nothing() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let sid = env.upstream_ids(Kind::SmartNumbers)[2];
+    env.exec(&format!(
+        "UPDATE smart_numbers SET description = 'Снова' WHERE id = {sid}"
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let retry = env.restsync(&["journal", "retry", "--all"]).await;
+    assert_eq!(retry.code, 0, "{}", retry.stderr);
+
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("no update endpoint"), "{}", run.stderr);
+    assert_eq!(writes(&env), 0, "{:?}", env.control.requests());
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.contains("FAILED") && l.contains("no update endpoint")),
+        "{}",
+        status.stdout
+    );
+}
+
+/// Answers lost after an update and a delete were committed: both are simply repeated.
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_answers_to_updates_and_deletes_are_repeated_safely() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (updated, deleted) = (ids[1], ids[2]);
+    let smart_deleted = env.upstream_ids(Kind::SmartNumbers)[1];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'once more' WHERE id = {updated};
+         DELETE FROM phone_numbers WHERE id = {deleted};
+         DELETE FROM smart_numbers WHERE id = {smart_deleted};"
+    ));
+    for (method, kind) in [
+        ("PUT", Kind::PhoneNumbers),
+        ("DELETE", Kind::PhoneNumbers),
+        ("DELETE", Kind::SmartNumbers),
+    ] {
+        env.control
+            .push_scripted(scripted(method, kind, FaultAction::DropAfterCommit, 1));
+    }
+    sync_until_ok(&env, 3).await;
+    env.assert_converged();
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, updated).expect("phone")["description"],
+        "once more"
+    );
+    assert!(env.control.get(Kind::PhoneNumbers, deleted).is_none());
+    assert!(env.control.get(Kind::SmartNumbers, smart_deleted).is_none());
+    assert_eq!(statuses(&env, "PUT", Kind::PhoneNumbers), [0, 200]);
+    assert_eq!(statuses(&env, "DELETE", Kind::PhoneNumbers), [0, 404]);
+    assert_eq!(statuses(&env, "DELETE", Kind::SmartNumbers), [0, 404]);
+    assert_eq!(env.count("SELECT count(*) FROM journal WHERE state <> 'done'"), 0);
+}
