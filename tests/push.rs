@@ -1302,7 +1302,8 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
     let deleted_before = env.row_json("phone_numbers", deleted);
     let upstream_before = env.control.list(Kind::PhoneNumbers);
 
-    // An update upstream rejects (422) and a delete upstream refuses (403).
+    // A create and an update upstream rejects (422) and a delete upstream refuses (403).
+    env.exec("INSERT INTO phone_numbers (contact_id, type, number) VALUES (1935038, 9, '0912 000 000')");
     env.exec(&format!(
         "UPDATE phone_numbers SET number = 'not a number!' WHERE id = {edited};
          DELETE FROM phone_numbers WHERE id = {deleted};"
@@ -1316,7 +1317,7 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
     let run = env.sync_once().await;
     assert_eq!(run.code, 65, "{}", run.stderr);
     let failed = rows(&env, "SELECT * FROM journal WHERE state = 'failed' ORDER BY seq");
-    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert_eq!(failed.len(), 3, "{failed:#?}");
     let seq_of = |op: &str| {
         failed
             .iter()
@@ -1324,7 +1325,7 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
             .and_then(|e| e["seq"].as_i64())
             .unwrap_or_else(|| panic!("no failed {op}: {failed:#?}"))
     };
-    let (update_seq, delete_seq) = (seq_of("update"), seq_of("delete"));
+    let (create_seq, update_seq, delete_seq) = (seq_of("create"), seq_of("update"), seq_of("delete"));
 
     // Without --yes (and no terminal to ask on) nothing happens.
     let refused = env.restsync(&["journal", "drop", &update_seq.to_string()]).await;
@@ -1332,7 +1333,7 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
     assert_eq!(env.row_json("phone_numbers", edited)["number"], "not a number!");
 
-    for seq in [update_seq, delete_seq] {
+    for seq in [create_seq, update_seq, delete_seq] {
         let run = env
             .restsync(&["journal", "drop", &seq.to_string(), "--yes"])
             .await;
@@ -1343,7 +1344,12 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
             run.stdout
         );
     }
-    // Both rows are back as upstream last had them.
+    // The never-created row is gone; the other two are back as upstream last had them.
+    // (The restored row may reuse the dropped row's local_id: SQLite hands out max + 1.)
+    assert_eq!(
+        env.count("SELECT count(*) FROM phone_numbers WHERE number = '0912 000 000'"),
+        0
+    );
     assert_eq!(env.row_json("phone_numbers", edited), edited_before);
     let restored = env.row_json("phone_numbers", deleted);
     for (col, _) in common::writable(Kind::PhoneNumbers) {
@@ -1481,4 +1487,39 @@ async fn lost_answers_to_updates_and_deletes_are_repeated_safely() {
     assert_eq!(statuses(&env, "DELETE", Kind::PhoneNumbers), [0, 404]);
     assert_eq!(statuses(&env, "DELETE", Kind::SmartNumbers), [0, 404]);
     assert_eq!(env.count("SELECT count(*) FROM journal WHERE state <> 'done'"), 0);
+}
+
+/// Read-only columns are filled from upstream: a local edit is not pushed, and the next
+/// change upstream brings upstream's value back (as the README says).
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_columns_are_not_pushed_and_follow_upstream() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let sid = env.upstream_ids(Kind::SmartNumbers)[4];
+    let pid = env.upstream_ids(Kind::PhoneNumbers)[4];
+    let phone_x = env.row_json("smart_numbers", sid)["phone_x"].clone();
+    let profile = env.row_json("phone_numbers", pid)["profile_id"].clone();
+    env.exec(&format!(
+        "UPDATE smart_numbers SET phone_x = '70000000000' WHERE id = {sid};
+         UPDATE phone_numbers SET profile_id = 1 WHERE id = {pid};"
+    ));
+    env.sync_ok().await;
+    assert_eq!(writes(&env), 0, "a read-only column was pushed");
+    assert!(journal(&env).is_empty(), "{:#?}", journal(&env));
+
+    assert!(env.control.update(
+        Kind::PhoneNumbers,
+        pid,
+        json!({"description": "upstream touched it"})
+    ));
+    env.sync_ok().await;
+    let row = env.row_json("phone_numbers", pid);
+    assert_eq!(row["profile_id"], profile);
+    assert_eq!(row["description"], "upstream touched it");
+    assert_eq!(
+        env.control.get(Kind::SmartNumbers, sid).expect("smart number")["phoneX"],
+        phone_x
+    );
+    assert_eq!(writes(&env), 0);
+    env.assert_converged();
 }
