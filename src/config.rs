@@ -74,6 +74,8 @@ struct RawUpstream {
     token: Option<String>,
     token_file: Option<PathBuf>,
     client: Option<String>,
+    max_requests_per_sec: Option<f64>,
+    max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -172,6 +174,10 @@ pub struct UpstreamSettings {
     pub token: Secret,
     /// Plusofon's `Client` header.
     pub client: Option<String>,
+    /// Requests per second to this upstream, pulls and pushes together (None: unlimited).
+    pub max_requests_per_sec: Option<f64>,
+    /// Requests in flight to this upstream at once (None: unlimited).
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -451,6 +457,16 @@ fn validate_upstream(
         }
         (_, c) => c,
     };
+    if let Some(rate) = raw.max_requests_per_sec {
+        if !(rate > 0.0 && rate <= 100_000.0) {
+            problems.push(format!(
+                "{key}.max_requests_per_sec: {rate} is outside (0, 100000]"
+            ));
+        }
+    }
+    if raw.max_in_flight == Some(0) {
+        problems.push(format!("{key}.max_in_flight: must be at least 1"));
+    }
     if problems.len() > before {
         return None;
     }
@@ -459,6 +475,8 @@ fn validate_upstream(
         base_url: base_url?,
         token: token?,
         client,
+        max_requests_per_sec: raw.max_requests_per_sec,
+        max_in_flight: raw.max_in_flight,
     })
 }
 

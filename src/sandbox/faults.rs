@@ -25,6 +25,9 @@ pub struct Faults {
     pub truncated_rate: f64,
     /// List endpoints answer a valid envelope with no records and total 0.
     pub empty_outage: bool,
+    /// Server-side rate limit across both servers (0 = none): requests beyond it answer 429
+    /// with `Retry-After: 1`, as a rate-limited API would.
+    pub rate_limit_per_sec: f64,
 }
 
 /// A one-shot fault for the first `times` requests that match it.
@@ -89,6 +92,13 @@ pub fn parse_faults(spec: &str) -> Result<Faults, String> {
             "drop_after_commit_rate" => f.drop_after_commit_rate = rate()?,
             "html_rate" => f.html_rate = rate()?,
             "truncated_rate" => f.truncated_rate = rate()?,
+            "rate_limit_per_sec" => {
+                f.rate_limit_per_sec = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| *r >= 0.0)
+                    .ok_or_else(|| bad("a non-negative number"))?
+            }
             "empty_outage" => {
                 f.empty_outage = match value {
                     "true" | "1" | "yes" | "on" => true,
@@ -128,6 +138,8 @@ pub(crate) struct FaultEngine {
     cfg: Faults,
     rng: StdRng,
     scripted: Vec<ScriptedFault>,
+    /// GCRA state of the rate limit: when the next request is due.
+    next_due: Option<std::time::Instant>,
 }
 
 impl FaultEngine {
@@ -136,6 +148,7 @@ impl FaultEngine {
             rng: StdRng::seed_from_u64(cfg.seed),
             cfg,
             scripted: Vec::new(),
+            next_due: None,
         }
     }
 
@@ -155,6 +168,22 @@ impl FaultEngine {
         self.cfg.empty_outage
     }
 
+    /// GCRA with a burst of three: spacing below 1/rate for longer than that is refused.
+    fn over_rate_limit(&mut self) -> bool {
+        let rate = self.cfg.rate_limit_per_sec;
+        if rate <= 0.0 {
+            return false;
+        }
+        let interval = std::time::Duration::from_secs_f64(1.0 / rate);
+        let now = std::time::Instant::now();
+        let due = self.next_due.unwrap_or(now).max(now);
+        if due > now + interval * 2 {
+            return true;
+        }
+        self.next_due = Some(due + interval);
+        false
+    }
+
     fn roll(&mut self, rate: f64) -> bool {
         rate > 0.0 && self.rng.random::<f64>() < rate
     }
@@ -171,7 +200,9 @@ impl FaultEngine {
             }
             return (latency, Some(action));
         }
-        let action = if self.roll(self.cfg.error_rate) {
+        let action = if self.over_rate_limit() {
+            Some(FaultAction::RetryAfter(1))
+        } else if self.roll(self.cfg.error_rate) {
             Some(FaultAction::Status(
                 500,
                 r#"{"message":"Server Error"}"#.to_string(),

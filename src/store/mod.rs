@@ -127,6 +127,20 @@ impl Store {
         &self.conn
     }
 
+    /// Like [`write`](Self::write), for data that can be fetched again (pulled pages):
+    /// committed with `synchronous = NORMAL`, which skips the fsync per commit. A power loss
+    /// can then lose the last of these transactions but never tears one, and the mirror and
+    /// base snapshot roll back together, so the next walk simply re-applies them. Journal
+    /// entries are always written with `write`.
+    pub fn write_relaxed<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.write(f);
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        let out = out?;
+        restored?;
+        Ok(out)
+    }
+
     /// Runs `f` in an IMMEDIATE transaction, committing only if it succeeds.
     pub fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = self
@@ -143,7 +157,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Bounded page cache: memory stays flat however large the mirror grows. Temporary
+    // tables (a walk's seen ids) spill to a file rather than to memory for the same reason.
+    conn.pragma_update(None, "cache_size", -8000)?;
     Ok(())
 }
 

@@ -81,7 +81,7 @@ impl Engine {
             let client = match clients.get(&spec.upstream) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Client::new(up, settings.sync.request_timeout)?;
+                    let c = Client::new(up, settings.sync.request_timeout, settings.sync.max_retry_after)?;
                     clients.insert(spec.upstream, c.clone());
                     c
                 }

@@ -347,7 +347,7 @@ fn apply_page(
     if dry {
         body(store.conn(), &mut result)?;
     } else {
-        store.write(|tx| body(tx, &mut result))?;
+        store.write_relaxed(|tx| body(tx, &mut result))?;
     }
     Ok(result)
 }

@@ -6,10 +6,13 @@ use super::error::UpstreamError;
 use crate::config::UpstreamSettings;
 use crate::resources::truncate;
 use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value as Json;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use url::Url;
 
 #[derive(Clone)]
@@ -17,10 +20,60 @@ pub struct Client {
     pub(crate) name: &'static str,
     http: reqwest::Client,
     base: Url,
+    gate: Arc<Gate>,
+}
+
+/// What every request to one upstream passes through, pulls and pushes alike: the rate
+/// limit, the in-flight limit, and a pause while upstream asked us to back off.
+struct Gate {
+    rate: Option<DefaultDirectRateLimiter>,
+    in_flight: Option<Semaphore>,
+    paused_until: Mutex<Option<Instant>>,
+    max_pause: Duration,
+}
+
+impl Gate {
+    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        loop {
+            let until = self.paused_until.lock().ok().and_then(|p| *p);
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        let permit = match &self.in_flight {
+            Some(sem) => sem.acquire().await.ok(),
+            None => None,
+        };
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        permit
+    }
+
+    /// A 429's Retry-After pauses the whole upstream, not just the request that got it.
+    fn pause(&self, upstream: &str, wait: Duration) {
+        let wait = wait.min(self.max_pause);
+        if let Ok(mut p) = self.paused_until.lock() {
+            let until = Instant::now() + wait;
+            if p.is_none_or(|old| old < until) {
+                *p = Some(until);
+                tracing::info!(
+                    upstream,
+                    pause_ms = wait.as_millis() as u64,
+                    "upstream asked to slow down; pausing its requests"
+                );
+            }
+        }
+    }
 }
 
 impl Client {
-    pub fn new(settings: &UpstreamSettings, timeout: Duration) -> Result<Client, UpstreamError> {
+    pub fn new(
+        settings: &UpstreamSettings,
+        timeout: Duration,
+        max_pause: Duration,
+    ) -> Result<Client, UpstreamError> {
         let name = settings.name.as_str();
         let bad = |message: String| UpstreamError::Malformed {
             upstream: name,
@@ -50,7 +103,22 @@ impl Client {
         // `{base_url}/api/v1/...` must keep any path prefix of the base URL.
         let trimmed = base.path().trim_end_matches('/').to_string();
         base.set_path(&trimmed);
-        Ok(Client { name, http, base })
+        let rate = settings
+            .max_requests_per_sec
+            .and_then(|r| Quota::with_period(Duration::from_secs_f64(1.0 / r)))
+            .map(RateLimiter::direct);
+        let gate = Arc::new(Gate {
+            rate,
+            in_flight: settings.max_in_flight.map(Semaphore::new),
+            paused_until: Mutex::new(None),
+            max_pause,
+        });
+        Ok(Client {
+            name,
+            http,
+            base,
+            gate,
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -74,6 +142,7 @@ impl Client {
     ) -> Result<(StatusCode, Bytes), UpstreamError> {
         let writes = method != Method::GET;
         let method_name = method.as_str().to_string();
+        let _permit = self.gate.enter().await;
         let started = std::time::Instant::now();
         let mut req = self.http.request(method, self.url(path));
         if !query.is_empty() {
@@ -93,6 +162,10 @@ impl Client {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.gate
+                .pause(self.name, retry_after.unwrap_or(Duration::from_secs(1)));
+        }
         let is_html = resp
             .headers()
             .get(CONTENT_TYPE)
