@@ -168,7 +168,7 @@ impl FaultEngine {
         self.cfg.empty_outage
     }
 
-    /// GCRA with a burst of three: spacing below 1/rate for longer than that is refused.
+    /// GCRA with a burst of five: spacing below 1/rate for longer than that is refused.
     fn over_rate_limit(&mut self) -> bool {
         let rate = self.cfg.rate_limit_per_sec;
         if rate <= 0.0 {
@@ -177,7 +177,7 @@ impl FaultEngine {
         let interval = std::time::Duration::from_secs_f64(1.0 / rate);
         let now = std::time::Instant::now();
         let due = self.next_due.unwrap_or(now).max(now);
-        if due > now + interval * 2 {
+        if due > now + interval * 4 {
             return true;
         }
         self.next_due = Some(due + interval);

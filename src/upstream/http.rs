@@ -290,3 +290,86 @@ pub(crate) fn json_error_message(json: &Json) -> Option<String> {
         (None, true) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn gate(rate: Option<f64>, in_flight: Option<usize>) -> Arc<Gate> {
+        Arc::new(Gate {
+            rate: rate
+                .and_then(|r| Quota::with_period(Duration::from_secs_f64(1.0 / r)))
+                .map(RateLimiter::direct),
+            in_flight: in_flight.map(Semaphore::new),
+            paused_until: Mutex::new(None),
+            max_pause: Duration::from_secs(5),
+        })
+    }
+
+    #[tokio::test]
+    async fn in_flight_limit_bounds_concurrent_requests() {
+        let gate = gate(None, Some(2));
+        let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (gate, now, peak) = (gate.clone(), now.clone(), peak.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.enter().await;
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_spaces_requests() {
+        let gate = gate(Some(50.0), None);
+        let started = Instant::now();
+        for _ in 0..11 {
+            let _ = gate.enter().await;
+        }
+        // 11 requests at 50/s: the first is free, ten more take at least ~200 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(180),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_after_pauses_every_request_and_is_capped() {
+        let gate = gate(None, None);
+        gate.pause("test", Duration::from_millis(150));
+        let started = Instant::now();
+        let _ = gate.enter().await;
+        assert!(started.elapsed() >= Duration::from_millis(140));
+        // An absurd Retry-After is capped at max_pause.
+        gate.pause("test", Duration::from_secs(3600));
+        let until = gate.paused_until.lock().expect("lock").expect("paused");
+        assert!(until <= Instant::now() + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn error_messages_carry_upstream_words() {
+        let laravel = br#"{"message":"The given data was invalid.","errors":{"number":["The number format is invalid."]}}"#;
+        assert_eq!(
+            error_message(laravel, StatusCode::UNPROCESSABLE_ENTITY),
+            "The given data was invalid. (number: The number format is invalid.)"
+        );
+        let html = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>";
+        assert_eq!(
+            error_message(html, StatusCode::BAD_GATEWAY),
+            "HTML error page: 502 Bad Gateway"
+        );
+        assert_eq!(error_message(b"", StatusCode::NOT_FOUND), "Not Found");
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
