@@ -183,6 +183,25 @@ pub fn base_hashes(conn: &Connection, spec: &ResourceSpec, ids: &[i64]) -> Resul
     Ok(out)
 }
 
+/// Which of `ids` have a mirror row (one query per page instead of one per record).
+pub fn mirror_ids_present(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>> {
+    let mut out = std::collections::HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let q = format!("SELECT id FROM {} WHERE id IN ({marks})", spec.table);
+        let mut stmt = conn.prepare_cached(&q)?;
+        let rows = stmt.query_map(params_from_iter(chunk), |r| r.get(0))?;
+        for row in rows {
+            out.insert(row?);
+        }
+    }
+    Ok(out)
+}
+
 pub fn insert_mirror(
     conn: &Connection,
     spec: &ResourceSpec,
@@ -224,13 +243,28 @@ pub fn upsert_base(
     raw: &str,
     hash: i64,
 ) -> Result<()> {
+    upsert_base_at(conn, spec, id, local_id, values, raw, hash, &now_text())
+}
+
+/// [`upsert_base`] with the sync time given (one timestamp per page, not per row).
+#[allow(clippy::too_many_arguments)]
+pub fn upsert_base_at(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    id: i64,
+    local_id: Option<i64>,
+    values: &[Value],
+    raw: &str,
+    hash: i64,
+    synced_at: &str,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(&sql(spec).upsert_base)?;
     let head = [
         Value::Integer(id),
         local_id.map_or(Value::Null, Value::Integer),
         Value::Text(raw.to_string()),
         Value::Integer(hash),
-        Value::Text(now_text()),
+        Value::Text(synced_at.to_string()),
     ];
     stmt.execute(params_from_iter(head.iter().chain(values)))?;
     Ok(())

@@ -232,7 +232,8 @@ async fn run_walk(
             walk.totals_stable = false;
         }
         walk.pages += 1;
-        walk.received += page.records.len() as u64;
+        let count = page.records.len() as u64;
+        walk.received += count;
         let records = page.records;
         let r = ctx
             .db
@@ -254,6 +255,14 @@ async fn run_walk(
                 "\r{}: page {page_no}/{last_page}, {} records ",
                 spec.table, walk.received
             );
+        }
+        // A page past the end of the listing (empty) or holding nothing new (an API that
+        // ignores `page`) means the page count cannot be trusted: stop instead of walking
+        // on to `last_page`, which a garbled answer can set absurdly high. The walk then
+        // counts as inconsistent, so nothing is removed on its strength.
+        if page_no > 1 && page_no < last_page && (count == 0 || r.repeats == count) {
+            walk.totals_stable = false;
+            break;
         }
         page_no += 1;
         next = match rest.next().await {
@@ -301,6 +310,19 @@ fn apply_page(
     let body = |conn: &Connection, result: &mut PageResult| -> Result<(), StoreError> {
         let hashes = mirror::base_hashes(conn, spec, &ids)?;
         result.repeats = mirror::mark_seen(conn, spec, &ids)? as u64;
+        // Whether a record has a base snapshot or a mirror row is known per page, so a new
+        // record costs no lookups.
+        let changed: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !hashes.contains_key(id))
+            .collect();
+        let in_mirror = if changed.is_empty() {
+            Default::default()
+        } else {
+            mirror::mirror_ids_present(conn, spec, &changed)?
+        };
+        let synced_at = crate::store::now_text();
         for (id, raw) in &parsed {
             let hash = content_hash(raw.get().as_bytes());
             if hashes.get(id) == Some(&hash) {
@@ -318,8 +340,14 @@ fn apply_page(
                     continue;
                 }
             };
-            let base = mirror::base_by_id(conn, spec, *id)?;
-            let local = mirror::mirror_by_id(conn, spec, *id)?;
+            let base = match hashes.contains_key(id) {
+                true => mirror::base_by_id(conn, spec, *id)?,
+                false => None,
+            };
+            let local = match hashes.contains_key(id) || in_mirror.contains(id) {
+                true => mirror::mirror_by_id(conn, spec, *id)?,
+                false => None,
+            };
             let merged = merge::merge_present(spec, policy, &record, base.as_ref(), local.as_ref());
             result.conflicts += merged.conflicts.len() as u64;
             if dry {
@@ -340,7 +368,16 @@ fn apply_page(
                 _ => {}
             }
             record_conflicts(conn, spec, local_id, Some(*id), policy, &merged.conflicts)?;
-            mirror::upsert_base(conn, spec, *id, local_id, &record.values, raw.get(), hash)?;
+            mirror::upsert_base_at(
+                conn,
+                spec,
+                *id,
+                local_id,
+                &record.values,
+                raw.get(),
+                hash,
+                &synced_at,
+            )?;
         }
         Ok(())
     };
