@@ -338,3 +338,40 @@ async fn sigterm_during_a_push_loses_nothing_and_duplicates_nothing() {
     unique.dedup();
     assert_eq!(unique.len(), 24, "duplicates upstream");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_retries_run_when_due_not_on_the_schedule() {
+    let env = Env::start(20).await;
+    let metrics_port = free_port();
+    daemon_config(&env, metrics_port, "");
+    // Walk only at start and then hourly: a retry cannot ride on a scheduled walk.
+    let text = std::fs::read_to_string(&env.config).expect("config").replace(
+        "schedule = \"*/2 * * * * *\"",
+        "schedule = \"0 0 * * * *\"\nmax_attempts_per_run = 2",
+    );
+    std::fs::write(&env.config, text).expect("config");
+    let daemon = spawn_daemon(&env, metrics_port);
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+
+    // The first push pass fails twice (its attempts), the entry waits, then goes through.
+    env.control.push_scripted(ScriptedFault {
+        method: Some("PUT".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: None,
+        action: FaultAction::Status(503, r#"{"message":"Service Unavailable"}"#.into()),
+        times: 3,
+    });
+    let id = env.upstream_ids(Kind::PhoneNumbers)[0];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'retried' WHERE id = {id}"
+    ));
+    eventually(Duration::from_secs(10), "retry pushed without a walk", || {
+        env.control
+            .get(Kind::PhoneNumbers, id)
+            .is_some_and(|r| r["description"] == "retried")
+    })
+    .await;
+    assert_eq!(env.control.count_requests("PUT", Kind::PhoneNumbers), 4);
+    assert_eq!(daemon.stop().await, 0);
+}
