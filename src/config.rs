@@ -287,13 +287,18 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     };
 
     let mut upstreams = BTreeMap::new();
+    // Sections present but invalid: already reported, so their resources say nothing more.
+    let mut invalid_upstreams = Vec::new();
     for (name, section) in [
         (UpstreamName::Firstline, raw.upstreams.firstline),
         (UpstreamName::Plusofon, raw.upstreams.plusofon),
     ] {
         if let Some(section) = section {
-            if let Some(u) = validate_upstream(name, section, base_dir, &mut problems) {
-                upstreams.insert(name.as_str(), u);
+            match validate_upstream(name, section, base_dir, &mut problems) {
+                Some(u) => {
+                    upstreams.insert(name.as_str(), u);
+                }
+                None => invalid_upstreams.push(name),
             }
         }
     }
@@ -317,6 +322,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         let configured = upstreams.contains_key(upstream.as_str());
         match section.enabled {
             Some(false) => continue,
+            Some(true) if !configured && invalid_upstreams.contains(&upstream) => continue,
             Some(true) if !configured => {
                 problems.push(format!(
                     "{key}.enabled: true, but [upstreams.{}] is not configured",

@@ -187,10 +187,17 @@ impl ResourceSpec {
         for (i, col) in self.columns.iter().enumerate() {
             let raw = match col.read_from {
                 JsonPath::Key(k) => obj.get(k),
-                JsonPath::Nested(outer, inner) => obj
-                    .get(outer)
-                    .and_then(|o| o.as_object())
-                    .and_then(|o| o.get(inner)),
+                JsonPath::Nested(outer, inner) => match obj.get(outer) {
+                    None | Some(Json::Null) => None,
+                    Some(Json::Object(o)) => o.get(inner),
+                    Some(other) => {
+                        return Err(RecordError::WrongType {
+                            field: outer,
+                            expected: "an object",
+                            found: truncate(&other.to_string(), 60),
+                        })
+                    }
+                },
             };
             let value = match raw {
                 None => fallback.and_then(|f| f.get(i)).cloned().unwrap_or(Value::Null),

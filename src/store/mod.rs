@@ -83,6 +83,8 @@ impl Store {
             source,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
+        // Refuse a newer database before touching it (switching to WAL is a write).
+        check_not_newer(&conn, path)?;
         configure(&conn).map_err(open_err)?;
         migrate(&mut conn, path)?;
         Ok(Store {
@@ -103,14 +105,15 @@ impl Store {
         )
         .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        let found: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(open_err)?;
-        if found > schema_version() as i64 {
-            return Err(StoreError::TooNew {
+        check_not_newer(&conn, path)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found < schema_version() as i64 {
+            return Err(StoreError::Migration {
                 path: path.to_path_buf(),
-                found,
-                supported: schema_version(),
+                message: format!(
+                    "schema version {found} is older than this restsync's ({}); run `restsync sync --once` to upgrade it",
+                    schema_version()
+                ),
             });
         }
         Ok(Store {
@@ -163,7 +166,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+fn check_not_newer(conn: &Connection, path: &Path) -> Result<()> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > schema_version() as i64 {
         return Err(StoreError::TooNew {
@@ -172,6 +175,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             supported: schema_version(),
         });
     }
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    check_not_newer(conn, path)?;
     migrations().to_latest(conn).map_err(|e| StoreError::Migration {
         path: path.to_path_buf(),
         message: e.to_string(),
