@@ -2,6 +2,7 @@
 
 use super::exit;
 use crate::config;
+use crate::resources::ResourceKind;
 use crate::sandbox::{self, Kind, Sandbox, SandboxOptions};
 use crate::store::{Db, Store};
 use crate::sync::{CycleOptions, CycleReport, Engine};
@@ -154,21 +155,22 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
     print_report(&second);
 
     let control = sandbox.control();
-    println!("\n4. Upstream now holds:");
-    for (kind, table) in [
-        (Kind::PhoneNumbers, "phone_numbers"),
-        (Kind::Addresses, "addresses"),
-        (Kind::SmartNumbers, "smart_numbers"),
+    println!("\n4. Both sides now hold:");
+    let reader = Store::open_read_only(&db_path)?;
+    for (kind, resource) in [
+        (Kind::PhoneNumbers, ResourceKind::PhoneNumbers),
+        (Kind::Addresses, ResourceKind::Addresses),
+        (Kind::SmartNumbers, ResourceKind::SmartNumbers),
     ] {
-        let mirror_rows = second
-            .resources
-            .iter()
-            .find(|r| r.resource.name() == table)
-            .and_then(|r| r.pulled.as_ref())
-            .map_or(0, |p| p.records);
-        println!("   {table:<14} {:>6} records upstream", control.count(kind));
-        let _ = mirror_rows;
+        let mirror_rows = crate::store::mirror::count_mirror(reader.conn(), resource.spec())?;
+        println!(
+            "   {:<14} {:>6} records upstream, {:>6} rows in the mirror",
+            resource.name(),
+            control.count(kind),
+            mirror_rows
+        );
     }
+    drop(reader);
     let abs = std::fs::canonicalize(&db_path).unwrap_or(db_path.clone());
     println!("\nThe mirror is at {}", abs.display());
     println!(
@@ -179,14 +181,18 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
         "Journal:      sqlite3 {} 'SELECT seq, resource, op, state, local_id, upstream_id FROM journal'",
         abs.display()
     );
+    println!(
+        "Status:       restsync --config {} status   (the sandbox is gone once the demo ends)",
+        config_path.display()
+    );
     sandbox.shutdown().await;
     Ok(second.exit_code())
 }
 
 fn print_report(report: &CycleReport) {
     println!(
-        "   {:<14} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  status",
-        "resource", "records", "pages", "inserted", "updated", "removed", "created", "pushed~", "deleted"
+        "   {:<14} {:>7} {:>5} | pulled: {:>8} {:>7} {:>7} | pushed: {:>7} {:>7} {:>7} | status",
+        "resource", "records", "pages", "inserted", "updated", "removed", "created", "updated", "deleted"
     );
     for r in &report.resources {
         let p = r.pulled.clone().unwrap_or_default();
@@ -196,7 +202,7 @@ fn print_report(report: &CycleReport) {
             other => format!("{other:?}"),
         };
         println!(
-            "   {:<14} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  {status}",
+            "   {:<14} {:>7} {:>5} |         {:>8} {:>7} {:>7} |         {:>7} {:>7} {:>7} | {status}",
             r.resource.name(),
             p.records,
             p.pages,
