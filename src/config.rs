@@ -379,10 +379,20 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     if grace > 600 {
         problems.push(format!("daemon.shutdown_grace_secs: {grace} is more than 600"));
     }
+    let push_delay = raw.daemon.push_delay_ms.unwrap_or(1000);
+    if push_delay > 600_000 {
+        problems.push(format!("daemon.push_delay_ms: {push_delay} is more than 600000"));
+    }
+    let watch_interval = raw.daemon.watch_interval_ms.unwrap_or(500);
+    if !(50..=600_000).contains(&watch_interval) {
+        problems.push(format!(
+            "daemon.watch_interval_ms: {watch_interval} is outside 50..=600000"
+        ));
+    }
     let daemon = DaemonSettings {
         shutdown_grace: Duration::from_secs(grace),
-        push_delay: Duration::from_millis(raw.daemon.push_delay_ms.unwrap_or(1000)),
-        watch_interval: Duration::from_millis(raw.daemon.watch_interval_ms.unwrap_or(500).max(50)),
+        push_delay: Duration::from_millis(push_delay),
+        watch_interval: Duration::from_millis(watch_interval),
     };
 
     match sync {
@@ -546,8 +556,26 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         ));
     }
     let attempts = raw.max_attempts_per_run.unwrap_or(4);
-    if attempts == 0 {
-        problems.push("sync.max_attempts_per_run: must be at least 1".into());
+    if attempts == 0 || attempts > 100 {
+        problems.push(format!(
+            "sync.max_attempts_per_run: {attempts} is outside 1..=100"
+        ));
+    }
+    let retry_base_ms = raw.retry_base_ms.unwrap_or(500);
+    if retry_base_ms > 60_000 {
+        problems.push(format!("sync.retry_base_ms: {retry_base_ms} is more than 60000"));
+    }
+    let max_retry_after = raw.max_retry_after_secs.unwrap_or(300);
+    if max_retry_after > 86_400 {
+        problems.push(format!(
+            "sync.max_retry_after_secs: {max_retry_after} is more than 86400 (a day)"
+        ));
+    }
+    let retention_days = raw.journal_retention_days.unwrap_or(30);
+    if retention_days > 36_500 {
+        problems.push(format!(
+            "sync.journal_retention_days: {retention_days} is more than 36500"
+        ));
     }
     if problems.len() > before {
         return None;
@@ -560,9 +588,9 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         on_conflict,
         max_delete_fraction: fraction,
         max_attempts_per_run: attempts,
-        retry_base: Duration::from_millis(raw.retry_base_ms.unwrap_or(500)),
-        max_retry_after: Duration::from_secs(raw.max_retry_after_secs.unwrap_or(300)),
-        journal_retention: Duration::from_secs(raw.journal_retention_days.unwrap_or(30) * 86_400),
+        retry_base: Duration::from_millis(retry_base_ms),
+        max_retry_after: Duration::from_secs(max_retry_after),
+        journal_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
     })
 }
 

@@ -1523,3 +1523,62 @@ async fn read_only_columns_are_not_pushed_and_follow_upstream() {
     assert_eq!(writes(&env), 0);
     env.assert_converged();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_entry_whose_row_changed_is_superseded_not_sent_stale() {
+    let env = Env::start(20).await;
+    env.write_config("concurrency = 1", "");
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (first, last) = (ids[0], ids[5]);
+    let original = env.control.get(Kind::PhoneNumbers, last).expect("record")["description"].clone();
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'queued' WHERE id IN ({})",
+        ids[..6]
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    // Slow PUTs, one at a time: the last row's entry waits in the queue.
+    env.control.push_scripted(ScriptedFault {
+        method: Some("PUT".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: None,
+        action: FaultAction::Delay(300),
+        times: 10,
+    });
+    let child = env.spawn(&["sync", "--once"]);
+    let puts_to = |id: i64| {
+        env.control
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with(&format!("/{id}")))
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while puts_to(first) == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the push never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'newer' WHERE id = {last}"
+    ));
+    let status = child.wait_with_output().await.expect("run").status;
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(puts_to(last), 0, "the stale entry was sent");
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, last).expect("record")["description"],
+        original
+    );
+    env.sync_ok().await;
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, last).expect("record")["description"],
+        "newer"
+    );
+    assert_eq!(puts_to(last), 1);
+    env.assert_converged();
+}

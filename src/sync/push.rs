@@ -50,6 +50,37 @@ enum Executed {
     Done(Op),
     Failed,
     Pending,
+    /// The row changed after the entry was made: superseded, not sent stale.
+    Stale,
+}
+
+/// Checks, just before sending, that the row still holds what the entry was computed from.
+/// If not, the entry is superseded; the next pass computes one from the row as it is now.
+async fn superseded_if_stale(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, SyncError> {
+    let spec = ctx.api.spec;
+    let e = entry.clone();
+    let stale = ctx
+        .db
+        .call(move |s| {
+            let stale = match (e.op, e.local_id, e.upstream_id) {
+                (Op::Create | Op::Update, Some(local_id), _) => {
+                    mirror::mirror_by_local_id(s.conn(), spec, local_id)?
+                        .is_none_or(|m| spec.values_to_json(&m.values) != e.row_values)
+                }
+                (Op::Delete, _, Some(id)) => mirror::mirror_by_id(s.conn(), spec, id)?.is_some(),
+                _ => false,
+            };
+            if stale {
+                s.write(|tx| journal::supersede(tx, e.seq))?;
+            }
+            Ok(stale)
+        })
+        .await?;
+    if stale {
+        tracing::info!(resource = spec.table, seq = entry.seq, local_id = entry.local_id, op = %entry.op,
+            "row changed before its push was sent; superseded");
+    }
+    Ok(stale)
 }
 
 /// Resolves entries left in flight by an earlier run (killed, or the answer was lost).
@@ -116,12 +147,14 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
         .collect()
         .await;
     let mut stats = PushStats::default();
+    let mut stale = 0u64;
     let resource = spec.table;
     for r in &results {
         let (op, outcome) = match r {
             Executed::Done(op) => (op.as_str(), "done"),
             Executed::Failed => ("any", "failed"),
             Executed::Pending => ("any", "retry"),
+            Executed::Stale => ("any", "superseded"),
         };
         crate::telemetry::push(resource, op, outcome);
     }
@@ -130,6 +163,7 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             Executed::Done(Op::Create) => stats.created += 1,
             Executed::Done(Op::Update) => stats.updated += 1,
             Executed::Done(Op::Delete) => stats.deleted += 1,
+            Executed::Stale => stale += 1,
             Executed::Failed | Executed::Pending => {}
         }
     }
@@ -173,6 +207,14 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             first.join("; ")
         )));
     }
+    if stale > 0 {
+        note(
+            &mut outcome,
+            Outcome::Transient(format!(
+                "{resource}: {stale} row(s) changed while their push waited; a later run pushes the newer values"
+            )),
+        );
+    }
     if stats.pending > 0 {
         note(
             &mut outcome,
@@ -197,6 +239,35 @@ fn note(current: &mut Outcome, new: Outcome) {
     }
 }
 
+/// A mirror row's values as journaled (`row_values`). Read-only columns are upstream's to
+/// fill, and nothing checks what a person typed into them: a value that does not read back
+/// as its column's type (text in `profile_id`, say) is journaled as NULL, else the entry
+/// could never be read again and the row's push would be stuck for good.
+fn journal_values(spec: &ResourceSpec, values: &[Value]) -> String {
+    let text = spec.values_to_json(values);
+    if spec.values_from_json(&text).is_ok() {
+        return text;
+    }
+    let readable = |i: usize| {
+        let mut probe = vec![Value::Null; values.len()];
+        probe[i] = values[i].clone();
+        spec.values_from_json(&spec.values_to_json(&probe)).is_ok()
+    };
+    let cleaned: Vec<Value> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.writable || readable(i) {
+                values[i].clone()
+            } else {
+                Value::Null
+            }
+        })
+        .collect();
+    spec.values_to_json(&cleaned)
+}
+
 /// Brings the journal in line with the mirror: one active entry per changed row, stale
 /// ones superseded. Returns the entries due now, the local delete count and the base count.
 fn enqueue(store: &mut Store, spec: &'static ResourceSpec) -> Result<(Vec<Entry>, usize, i64), StoreError> {
@@ -218,7 +289,7 @@ fn enqueue(store: &mut Store, spec: &'static ResourceSpec) -> Result<(Vec<Entry>
                 local_id: Some(m.local_id),
                 upstream_id: None,
                 payload: Json::Object(spec.create_payload(&m.values)).to_string(),
-                row_values: spec.values_to_json(&m.values),
+                row_values: journal_values(spec, &m.values),
                 rejected: spec
                     .validate_local(&m.values)
                     .err()
@@ -245,7 +316,7 @@ fn enqueue(store: &mut Store, spec: &'static ResourceSpec) -> Result<(Vec<Entry>
                 local_id: Some(m.local_id),
                 upstream_id: Some(b.id),
                 payload: Json::Object(spec.update_payload(&m.values, &b.values)).to_string(),
-                row_values: spec.values_to_json(&m.values),
+                row_values: journal_values(spec, &m.values),
                 rejected,
             });
         }
@@ -345,6 +416,9 @@ async fn execute_inner(ctx: &ResourceCtx, entry: &mut Entry) -> Result<Executed,
         })?;
     let mut attempt = 0u32;
     loop {
+        if entry.outcome.is_none() && superseded_if_stale(ctx, entry).await? {
+            return Ok(Executed::Stale);
+        }
         if entry.op == Op::Create && entry.outcome.is_some() && reconcile_create(ctx, entry).await? {
             return Ok(Executed::Done(Op::Create));
         }
@@ -628,6 +702,12 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
         || ctx.api.search_all(&filters, sync.per_page),
     )
     .await?;
+    if candidates.is_empty() {
+        // "Not found" lets the caller send the create again, so the empty answer must be
+        // trustworthy: during an outage that lists nothing at all (seen upstream: valid
+        // envelopes, no records, total 0) a create that did take effect would be duplicated.
+        ensure_listing_not_empty(ctx).await?;
+    }
     let mut matches = Vec::new();
     for json in candidates {
         let Ok(record) = spec.parse(&json, None) else {
@@ -667,6 +747,34 @@ async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, Sync
         return Ok(true);
     }
     Ok(false)
+}
+
+/// Fails (transiently) when upstream lists no records at all although the mirror holds
+/// some: an empty-list outage, whose empty lookups prove nothing.
+async fn ensure_listing_not_empty(ctx: &ResourceCtx) -> Result<(), SyncError> {
+    let spec = ctx.api.spec;
+    let sync = &ctx.settings.sync;
+    let known = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await?;
+    if known == 0 {
+        return Ok(());
+    }
+    let what = format!("{} listing check", spec.table);
+    let page = with_retries(
+        sync.max_attempts_per_run,
+        sync.retry_base,
+        sync.max_retry_after,
+        &what,
+        || ctx.api.list_page(1, 1, &[]),
+    )
+    .await?;
+    if page.total == 0 && page.records.is_empty() {
+        return Err(SyncError::Postponed(format!(
+            "{}: upstream lists no records at all although the mirror holds {known}; whether an earlier \
+             create took effect cannot be told, so it is not sent again until the listing recovers",
+            spec.table
+        )));
+    }
+    Ok(())
 }
 
 /// Whether upstream record `id`, already in the mirror, is only the copy a walk made of the

@@ -91,6 +91,24 @@ max_retry_after_secs = 2
             plt = self.opts.plusofon_token,
             client = self.opts.plusofon_client,
         );
+        // A key in `sync_extra` replaces the default one above it.
+        let overridden: Vec<&str> = sync_extra
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        let mut seen_sync = false;
+        let text: String = text
+            .lines()
+            .filter(|l| {
+                if l.trim() == "[sync]" {
+                    seen_sync = true;
+                }
+                let key = l.split_once('=').map(|(k, _)| k.trim());
+                let is_default = seen_sync && !sync_extra.contains(l.trim());
+                !(is_default && key.is_some_and(|k| overridden.contains(&k)))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         std::fs::write(&self.config, text).expect("write config");
     }
 
