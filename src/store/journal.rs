@@ -320,3 +320,23 @@ pub fn next_due(conn: &Connection, resource: &str) -> Result<Option<String>> {
         .query_row([resource], |r| r.get(0))?;
     Ok(due)
 }
+
+/// Row values of update entries for a record that were sent (attempts > 0), are not done,
+/// and were touched after its base snapshot was written: pushes whose effect may be
+/// upstream without the base knowing it yet.
+pub fn unsettled_update_values(
+    conn: &Connection,
+    resource: &str,
+    base_table: &str,
+    id: i64,
+) -> Result<Vec<String>> {
+    let q = format!(
+        "SELECT row_values FROM journal WHERE resource = ?1 AND op = 'update' AND upstream_id = ?2 \
+         AND attempts > 0 AND state <> 'done' AND updated_at >= (SELECT synced_at FROM {base_table} WHERE id = ?2)"
+    );
+    let rows = conn
+        .prepare_cached(&q)?
+        .query_map(params![resource, id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}

@@ -379,3 +379,12 @@ pub fn restore_from_base(conn: &Connection, spec: &ResourceSpec, id: i64) -> Res
     }
     Ok(())
 }
+
+/// When a record's base snapshot was last written.
+pub fn base_synced_at(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<Option<String>> {
+    let q = format!("SELECT synced_at FROM {} WHERE id = ?1", spec.base_table);
+    Ok(conn
+        .prepare_cached(&q)?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}

@@ -9,9 +9,11 @@ use super::retry::with_retries;
 use super::{ResourceCtx, SyncError};
 use crate::config::{ConflictPolicy, Settings};
 use crate::resources::{ResourceSpec, UpstreamName};
+use crate::store::mirror::{BaseRow, MirrorRow};
 use crate::store::{mirror, state, Store, StoreError};
 use crate::upstream::{Page, ResourceApi, UpstreamError};
 use futures::StreamExt;
+use rusqlite::types::Value;
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -348,6 +350,10 @@ fn apply_page(
                 true => mirror::mirror_by_id(conn, spec, *id)?,
                 false => None,
             };
+            let base = match base {
+                Some(b) => Some(with_own_pushes(conn, spec, b, &record.values, local.as_ref())?),
+                None => None,
+            };
             let merged = merge::merge_present(spec, policy, &record, base.as_ref(), local.as_ref());
             result.conflicts += merged.conflicts.len() as u64;
             if dry {
@@ -387,6 +393,48 @@ fn apply_page(
         store.write_relaxed(|tx| body(tx, &mut result))?;
     }
     Ok(result)
+}
+
+/// The base snapshot to merge against. Where upstream differs from the base only because an
+/// update of restsync's own reached it without the answer coming back (lost, or the run was
+/// killed), the field counts as agreed: it takes upstream's value. Otherwise the merge would
+/// take restsync's own push for a remote change and, when the row was edited or deleted again
+/// meanwhile, `remote-wins` would throw the newer local change away.
+///
+/// Own updates are the journal's update entries for the record that were sent (attempts > 0),
+/// are not done (a done one wrote the base back) and were last touched after the base was
+/// written (an older one's effect is in the base already).
+fn with_own_pushes(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    mut base: BaseRow,
+    remote: &[Value],
+    local: Option<&MirrorRow>,
+) -> Result<BaseRow, StoreError> {
+    let differs: Vec<usize> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.writable && base.values[*i] != remote[*i])
+        .map(|(i, _)| i)
+        .collect();
+    // Only a local change can make a remote one a conflict.
+    let local_changed = local.is_none_or(|m| !spec.changed_writable(&m.values, &base.values).is_empty());
+    if differs.is_empty() || !local_changed {
+        return Ok(base);
+    }
+    let sent = crate::store::journal::unsettled_update_values(conn, spec.table, spec.base_table, base.id)?;
+    for text in sent {
+        let Ok(values) = spec.values_from_json(&text) else {
+            continue;
+        };
+        for &i in &differs {
+            if values[i] == remote[i] {
+                base.values[i] = remote[i].clone();
+            }
+        }
+    }
+    Ok(base)
 }
 
 fn describe(spec: &ResourceSpec, id: i64, merged: &Merged, new: bool, plan: &mut Plan) {

@@ -65,7 +65,8 @@ async fn superseded_if_stale(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, S
             let stale = match (e.op, e.local_id, e.upstream_id) {
                 (Op::Create | Op::Update, Some(local_id), _) => {
                     mirror::mirror_by_local_id(s.conn(), spec, local_id)?
-                        .is_none_or(|m| spec.values_to_json(&m.values) != e.row_values)
+                        // Compared as journaled: `journal_values` may have cleaned the row.
+                        .is_none_or(|m| journal_values(spec, &m.values) != e.row_values)
                 }
                 (Op::Delete, _, Some(id)) => mirror::mirror_by_id(s.conn(), spec, id)?.is_some(),
                 _ => false,
@@ -802,10 +803,6 @@ fn is_walk_copy(conn: &Connection, spec: &ResourceSpec, entry: &Entry, id: i64) 
     {
         return Ok(false);
     }
-    let synced_at: String = conn.query_row(
-        &format!("SELECT synced_at FROM {} WHERE id = ?1", spec.base_table),
-        [id],
-        |r| r.get(0),
-    )?;
+    let synced_at = mirror::base_synced_at(conn, spec, id)?.unwrap_or_default();
     Ok(synced_at >= entry.created_at)
 }

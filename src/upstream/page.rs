@@ -114,6 +114,14 @@ fn finish(data: Option<Vec<Box<RawValue>>>, meta: Meta) -> Result<Page, PageErro
             meta.total
         )));
     }
+    // Laravel's paginators report last_page = max(1, ceil(total / per_page)), so a larger
+    // page count is garbled; trusting it would keep a walk fetching empty pages (up to 2^64).
+    if meta.last_page > meta.total.max(1) {
+        return Err(PageError::Malformed(format!(
+            "last_page {} is more than total {}",
+            meta.last_page, meta.total
+        )));
+    }
     Ok(Page {
         records: data.unwrap_or_default(),
         current_page: meta.current_page,
