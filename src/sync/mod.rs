@@ -1,11 +1,15 @@
 //! The sync engine: one cycle per resource is recover -> pull (walk + merge) -> push. The
 //! one-shot command and the daemon both call [`Engine::run_cycle`].
 
+mod enqueue;
 pub mod merge;
 mod pull;
 mod push;
+mod reconcile;
+mod removal;
 mod report;
 mod retry;
+mod writeback;
 
 pub use report::{CycleReport, Outcome, PullStats, PushStats, ResourceReport};
 

@@ -8,7 +8,7 @@ use super::report::{Plan, PullStats};
 use super::retry::with_retries;
 use super::{ResourceCtx, SyncError};
 use crate::config::{ConflictPolicy, Settings};
-use crate::resources::{ResourceSpec, UpstreamName};
+use crate::resources::ResourceSpec;
 use crate::store::mirror::{BaseRow, MirrorRow};
 use crate::store::{mirror, state, Store, StoreError};
 use crate::upstream::{Page, ResourceApi, UpstreamError};
@@ -20,8 +20,7 @@ use serde_json::value::RawValue;
 use std::io::IsTerminal;
 use std::time::Instant;
 
-/// Absences confirmed one GET at a time up to this many; beyond, by a second walk.
-const CONFIRM_BY_GET_MAX: usize = 50;
+use super::removal::{apply_removals, confirm_absent, guard_removals};
 /// Walks tried before giving up on a consistent one this cycle.
 const MAX_WALKS: u32 = 3;
 
@@ -51,7 +50,7 @@ fn record_id(raw: &RawValue) -> Option<i64> {
 
 /// How one walk went.
 #[derive(Debug, Default)]
-struct Walk {
+pub(super) struct Walk {
     pages: u64,
     received: u64,
     total: u64,
@@ -61,7 +60,7 @@ struct Walk {
 }
 
 impl Walk {
-    fn consistent(&self) -> bool {
+    pub(super) fn consistent(&self) -> bool {
         self.totals_stable && self.repeats == 0 && self.bad == 0 && self.received == self.total
     }
 }
@@ -192,7 +191,7 @@ async fn fetch_page(api: &ResourceApi, settings: &Settings, page: u64) -> Result
     .await
 }
 
-async fn run_walk(
+pub(super) async fn run_walk(
     ctx: &ResourceCtx,
     dry: bool,
     stats: &mut PullStats,
@@ -461,7 +460,7 @@ fn describe(spec: &ResourceSpec, id: i64, merged: &Merged, new: bool, plan: &mut
 }
 
 /// Applies a merge decision to the mirror; returns the local row id it now lives under.
-fn apply_mirror_action(
+pub(super) fn apply_mirror_action(
     conn: &Connection,
     spec: &ResourceSpec,
     id: Option<i64>,
@@ -486,7 +485,7 @@ fn apply_mirror_action(
     })
 }
 
-fn record_conflicts(
+pub(super) fn record_conflicts(
     conn: &Connection,
     spec: &ResourceSpec,
     local_id: Option<i64>,
@@ -522,98 +521,4 @@ fn record_conflicts(
         )?;
     }
     Ok(())
-}
-
-/// Confirms that records missing from a walk are really gone: by GET when there are few
-/// and the API has one, else by a second complete walk.
-async fn confirm_absent(
-    ctx: &ResourceCtx,
-    candidates: Vec<i64>,
-    stats: &mut PullStats,
-) -> Result<Vec<i64>, SyncError> {
-    if candidates.is_empty() {
-        return Ok(candidates);
-    }
-    let spec = ctx.api.spec;
-    let sync = &ctx.settings.sync;
-    if spec.upstream == UpstreamName::Firstline && candidates.len() <= CONFIRM_BY_GET_MAX {
-        let mut gone = Vec::new();
-        for id in candidates {
-            let what = format!("{} get {id}", spec.table);
-            let found = with_retries(
-                sync.max_attempts_per_run,
-                sync.retry_base,
-                sync.max_retry_after,
-                &what,
-                || ctx.api.get(id),
-            )
-            .await?;
-            if found.is_none() {
-                gone.push(id);
-            }
-        }
-        return Ok(gone);
-    }
-    let walk = run_walk(ctx, false, stats, None).await?;
-    if !walk.consistent() {
-        return Err(SyncError::Postponed(format!(
-            "{}: {} record(s) were missing from a walk but upstream changed during the confirming walk; removals postponed",
-            spec.table,
-            candidates.len()
-        )));
-    }
-    let unseen: std::collections::HashSet<i64> = ctx
-        .db
-        .call(move |s| mirror::unseen_base(s.conn(), spec))
-        .await?
-        .into_iter()
-        .collect();
-    Ok(candidates.into_iter().filter(|id| unseen.contains(id)).collect())
-}
-
-async fn guard_removals(ctx: &ResourceCtx, removals: usize) -> Result<(), SyncError> {
-    let spec = ctx.api.spec;
-    let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await?;
-    let fraction = ctx.settings.sync.max_delete_fraction;
-    if removals as f64 > fraction * base as f64 && !ctx.opts.allow_mass_delete {
-        return Err(SyncError::NeedsHuman(format!(
-            "{}: the walk would remove {removals} of {base} rows from the mirror, more than sync.max_delete_fraction ({fraction}); \
-             the mirror was left untouched. If upstream really lost these records, run `restsync sync --once --allow-mass-delete`",
-            spec.table
-        )));
-    }
-    Ok(())
-}
-
-fn apply_removals(
-    store: &mut Store,
-    spec: &'static ResourceSpec,
-    policy: ConflictPolicy,
-    ids: &[i64],
-) -> Result<(u64, u64), StoreError> {
-    store.write(|tx| {
-        let (mut removed, mut conflicts) = (0, 0);
-        for id in ids {
-            let Some(base) = mirror::base_by_id(tx, spec, *id)? else {
-                continue;
-            };
-            let local = mirror::mirror_by_id(tx, spec, *id)?;
-            let merged = merge::merge_absent(spec, policy, &base, local.as_ref());
-            if matches!(merged.mirror, MirrorAction::Delete { .. }) {
-                removed += 1;
-            }
-            conflicts += merged.conflicts.len() as u64;
-            let local_id = apply_mirror_action(tx, spec, None, &merged, local.as_ref().map(|m| m.local_id))?;
-            record_conflicts(
-                tx,
-                spec,
-                local_id.or(base.local_id),
-                Some(*id),
-                policy,
-                &merged.conflicts,
-            )?;
-            mirror::delete_base(tx, spec, *id)?;
-        }
-        Ok((removed, conflicts))
-    })
 }
