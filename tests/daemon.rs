@@ -54,6 +54,8 @@ fn spawn_daemon(env: &Env, metrics_port: u16) -> Daemon {
     }
     cmd.env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &sock)
+        // As systemd sets it for WatchdogSec=0.4: heartbeats expected every 200 ms.
+        .env("WATCHDOG_USEC", "400000")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -114,8 +116,12 @@ impl Daemon {
         assert!(ok.success());
     }
 
-    async fn stop(mut self) -> i32 {
+    async fn stop(self) -> i32 {
         self.signal("-TERM");
+        self.exited().await
+    }
+
+    async fn exited(mut self) -> i32 {
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .expect("exits after SIGTERM")
@@ -242,8 +248,45 @@ async fn the_service_syncs_pushes_promptly_reports_and_stops_cleanly() {
     }
     assert!(unhealthy, "/healthz never turned 503 while smart_numbers failed");
 
-    let code = daemon.stop().await;
+    daemon.notified("WATCHDOG=1", Duration::from_secs(5)).await;
+    daemon.signal("-TERM");
+    daemon.notified("STOPPING=1", Duration::from_secs(10)).await;
+    let code = daemon.exited().await;
     assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_edits_is_pushed_in_one_pass() {
+    let env = Env::start(40).await;
+    let mut daemon = start_daemon(&env).await;
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+    // Twelve separate commits within a few milliseconds, as a script would make them.
+    let ids = env.upstream_ids(Kind::Addresses);
+    let conn = env.db();
+    for id in &ids[..12] {
+        conn.execute("UPDATE addresses SET description = 'burst' WHERE id = ?1", [id])
+            .expect("edit");
+    }
+    drop(conn);
+    let mut pushed_by_pass = Vec::new();
+    while pushed_by_pass.iter().sum::<u64>() < 12 {
+        let line = daemon.logged("pushed_updated=", Duration::from_secs(10)).await;
+        let n = line
+            .split("pushed_updated=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if line.contains("addresses") && n > 0 {
+            pushed_by_pass.push(n);
+        }
+    }
+    assert!(
+        pushed_by_pass.len() <= 2,
+        "one push per edit instead of a batch: {pushed_by_pass:?}"
+    );
+    assert_eq!(daemon.stop().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,17 +58,22 @@ pub(super) fn write_back_update(
                 mirror::update_mirror(tx, spec, cur.local_id, &values)?;
             }
         }
-        mirror::upsert_base(
-            tx,
-            spec,
-            record.id,
-            local_id,
-            &record.values,
-            raw,
-            content_hash(raw.as_bytes()),
-        )?;
-        journal::mark_done(tx, seq, Some(record.id))
+        settle(tx, spec, seq, record, local_id, raw)
     })
+}
+
+/// Upstream's answer becomes the base snapshot, and the entry is done, in one transaction.
+fn settle(
+    tx: &Connection,
+    spec: &ResourceSpec,
+    seq: i64,
+    record: &Record,
+    local_id: Option<i64>,
+    raw: &str,
+) -> Result<(), StoreError> {
+    let hash = content_hash(raw.as_bytes());
+    mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, hash)?;
+    journal::mark_done(tx, seq, Some(record.id))
 }
 
 /// Links a created record to the local row the entry came from.
@@ -117,16 +122,7 @@ pub(super) fn adopt_in(
         // pushes the delete.
         _ => None,
     };
-    mirror::upsert_base(
-        tx,
-        spec,
-        record.id,
-        local_id,
-        &record.values,
-        raw,
-        content_hash(raw.as_bytes()),
-    )?;
-    journal::mark_done(tx, entry.seq, Some(record.id))?;
+    settle(tx, spec, entry.seq, record, local_id, raw)?;
     tracing::info!(
         resource = spec.table,
         local_id,
