@@ -1078,12 +1078,23 @@ async fn records_with_wrong_typed_fields_are_skipped_without_touching_the_mirror
     assert_eq!(run.code, 75, "{}", run.stderr);
     assert!(run.stderr.contains("could not be read"), "{}", run.stderr);
     assert_integrity(&env);
-    // The edits were pushed (pushing does not depend on the walk); nothing else changed.
+    // Nothing changed, and the edits wait: without a trusted walk they cannot be merged
+    // with upstream, so pushing them would skip the conflict policy.
     let now = mirror_snapshot(&env);
     assert_eq!(
         now, before,
         "the mirror changed although no walk could be trusted"
     );
+    assert_ne!(
+        env.control.get(Kind::PhoneNumbers, phone).expect("phone")["description"],
+        "mine"
+    );
+    assert_ne!(
+        env.control.get(Kind::Addresses, address).expect("address")["description"],
+        "mine too"
+    );
+    assert!(run.stderr.contains("wait for a complete pull"), "{}", run.stderr);
+    env.sync_ok().await;
     assert_eq!(
         env.control.get(Kind::PhoneNumbers, phone).expect("phone")["description"],
         "mine"
@@ -1092,7 +1103,6 @@ async fn records_with_wrong_typed_fields_are_skipped_without_touching_the_mirror
         env.control.get(Kind::Addresses, address).expect("address")["description"],
         "mine too"
     );
-    env.sync_ok().await;
     env.assert_converged();
 }
 

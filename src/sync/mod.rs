@@ -163,7 +163,7 @@ impl Engine {
                 if let Err(e) = push::recover(&ctx).await {
                     report.note(e.outcome());
                 }
-                match push::push(&ctx).await {
+                match push::push(&ctx, true).await {
                     Ok((stats, outcome)) => {
                         report.pushed = stats;
                         report.note(outcome);
@@ -222,8 +222,12 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
     if let Err(e) = push::recover(&ctx).await {
         report.note(e.outcome());
     }
+    let mut pulled = false;
     match pull::pull(&ctx).await {
-        Ok(stats) => report.pulled = Some(stats),
+        Ok(stats) => {
+            report.pulled = Some(stats);
+            pulled = true;
+        }
         Err(e) => {
             let msg = e.to_string();
             let resource = ctx.kind.name();
@@ -237,9 +241,8 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
             report.note(e.outcome());
         }
     }
-    // Pushing after a failed pull is still safe: every push is computed from the mirror
-    // against the base snapshot, never against a partial walk.
-    match push::push(&ctx).await {
+    // After a failed pull only creates go: updates and deletes wait for a merge.
+    match push::push(&ctx, pulled).await {
         Ok((stats, outcome)) => {
             report.pushed = stats;
             report.note(outcome);

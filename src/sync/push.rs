@@ -4,7 +4,7 @@
 //! is ever sent again.
 
 use super::report::{Outcome, PushStats};
-use super::retry::delay;
+use super::retry::{delay, MAX_INLINE_WAIT};
 use super::{ResourceCtx, SyncError};
 use crate::store::journal::{self, Entry, Op, State, OUTCOME_CREATED, OUTCOME_UNKNOWN};
 use crate::store::{mirror, StoreError};
@@ -12,13 +12,10 @@ use crate::upstream::{CreateOutcome, DeleteOutcome};
 use futures::StreamExt;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
-use std::time::Duration;
 
 use super::enqueue::{enqueue, journal_values};
 use super::reconcile::reconcile_create;
 use super::writeback::{adopt, parse_answer, write_back_update};
-/// The longest a one-shot run waits in place before leaving an entry for a later run.
-const MAX_INLINE_WAIT: Duration = Duration::from_secs(30);
 
 enum Executed {
     Done(Op),
@@ -97,7 +94,10 @@ pub async fn recover(ctx: &ResourceCtx) -> Result<(), SyncError> {
     Ok(())
 }
 
-pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> {
+/// Pushes due journal entries. `merged_with_upstream` is false when this cycle's pull
+/// failed: updates and deletes then wait, since the merge could not weigh them against
+/// upstream's current state (the conflict policy would be skipped); creates still go.
+pub async fn push(ctx: &ResourceCtx, merged_with_upstream: bool) -> Result<(PushStats, Outcome), SyncError> {
     let spec = ctx.api.spec;
     let (due, delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec)).await?;
     let mut outcome = Outcome::Ok;
@@ -112,10 +112,20 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             spec.table
         ));
     }
-    let runnable: Vec<Entry> = due
+    let (runnable, deferred): (Vec<Entry>, Vec<Entry>) = due
         .into_iter()
         .filter(|e| !(guard_deletes && e.op == Op::Delete))
-        .collect();
+        .partition(|e| merged_with_upstream || e.op == Op::Create || e.outcome.is_some());
+    if !deferred.is_empty() {
+        note(
+            &mut outcome,
+            Outcome::Transient(format!(
+                "{}: {} update(s)/delete(s) wait for a complete pull, so they can be merged with upstream first",
+                spec.table,
+                deferred.len()
+            )),
+        );
+    }
     let results: Vec<Executed> = futures::stream::iter(runnable)
         .map(|e| execute(ctx, e))
         .buffer_unordered(ctx.settings.sync.concurrency)
@@ -221,6 +231,17 @@ async fn execute(ctx: &ResourceCtx, mut entry: Entry) -> Executed {
     }
     match execute_inner(ctx, &mut entry).await {
         Ok(r) => r,
+        // An entry that cannot be read back would fail the same way forever: a person
+        // must look at it.
+        Err(SyncError::Store(e @ crate::store::StoreError::Corrupt { .. })) => {
+            let (seq, message) = (entry.seq, e.to_string());
+            tracing::error!(resource = %ctx.kind, seq, op = %entry.op, error = %message, "journal entry unreadable");
+            let _ = ctx
+                .db
+                .call(move |s| journal::mark_failed(s.conn(), seq, None, &message))
+                .await;
+            Executed::Failed
+        }
         Err(e) => {
             tracing::error!(resource = %ctx.kind, seq = entry.seq, op = %entry.op, error = %e, "push interrupted");
             Executed::Pending

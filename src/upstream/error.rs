@@ -37,7 +37,9 @@ impl UpstreamError {
     pub fn is_retryable(&self) -> bool {
         match self {
             UpstreamError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
-            UpstreamError::Api { .. } => false,
+            // Plusofon's bodies carry their own code; "User not found" comes as code 500, so
+            // only a rate-limit code is taken as passing.
+            UpstreamError::Api { code, .. } => *code == 429,
             UpstreamError::Transport { .. } | UpstreamError::Malformed { .. } => true,
         }
     }
