@@ -239,8 +239,10 @@ impl Settings {
 
 /// Loads the file at `path` and the environment, and validates the result.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    // Only names with a `__` level separator are config keys (every key lives in a
+    // section), so an unrelated RESTSYNC_SOMETHING in the environment is left alone.
     let env: std::collections::HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("RESTSYNC_") && !NON_KEY_ENV.contains(&k.as_str()))
+        .filter(|(k, _)| k.starts_with("RESTSYNC_") && k.contains("__") && !NON_KEY_ENV.contains(&k.as_str()))
         .collect();
     load_with_env(path, env)
 }
@@ -451,6 +453,12 @@ fn validate_upstream(
             problems.push(format!("{key}.token: must not be empty"));
             None
         }
+        (Some(t), None) if !is_header_safe(t.trim()) => {
+            problems.push(format!(
+                "{key}.token: contains characters not allowed in an HTTP header"
+            ));
+            None
+        }
         (Some(t), None) => Some(Secret::new(t.trim())),
         (None, Some(file)) => read_token_file(&key, &file, base_dir, problems),
         (None, None) => {
@@ -467,6 +475,12 @@ fn validate_upstream(
             problems.push(format!("{key}.client: must not be empty"));
             None
         }
+        (UpstreamName::Plusofon, Some(c)) if !is_header_safe(&c) => {
+            problems.push(format!(
+                "{key}.client: contains characters not allowed in an HTTP header"
+            ));
+            None
+        }
         (UpstreamName::Firstline, Some(_)) => {
             problems.push(format!("{key}.client: only upstreams.plusofon takes a client"));
             None
@@ -480,8 +494,8 @@ fn validate_upstream(
             ));
         }
     }
-    if raw.max_in_flight == Some(0) {
-        problems.push(format!("{key}.max_in_flight: must be at least 1"));
+    if let Some(n) = raw.max_in_flight.filter(|n| !(1..=10_000).contains(n)) {
+        problems.push(format!("{key}.max_in_flight: {n} is outside 1..=10000"));
     }
     if problems.len() > before {
         return None;
@@ -496,6 +510,12 @@ fn validate_upstream(
     })
 }
 
+/// Visible ASCII and spaces: what an HTTP header value can carry as is.
+fn is_header_safe(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+}
+
 /// `token_file` may be relative to `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`).
 fn read_token_file(key: &str, file: &Path, base_dir: &Path, problems: &mut Vec<String>) -> Option<Secret> {
     let resolved = if file.is_absolute() {
@@ -508,6 +528,13 @@ fn read_token_file(key: &str, file: &Path, base_dir: &Path, problems: &mut Vec<S
     match std::fs::read_to_string(&resolved) {
         Ok(t) if t.trim().is_empty() => {
             problems.push(format!("{key}.token_file: {} is empty", resolved.display()));
+            None
+        }
+        Ok(t) if !is_header_safe(t.trim()) => {
+            problems.push(format!(
+                "{key}.token_file: {} holds characters not allowed in an HTTP header",
+                resolved.display()
+            ));
             None
         }
         Ok(t) => Some(Secret::new(t.trim())),

@@ -222,3 +222,36 @@ async fn repeated_runs_reopen_and_migrate_the_same_database() {
     );
     assert_eq!(env.count("PRAGMA user_version"), 99);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unrelated_environment_is_ignored_and_bad_header_values_name_their_key() {
+    let env = Env::start(5).await;
+    let run = env
+        .restsync_env(&["check"], &[("RESTSYNC_SOMETHING_ELSE", "1")])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = env
+        .restsync_env(
+            &["sync", "--once"],
+            &[("RESTSYNC_UPSTREAMS__FIRSTLINE__TOKEN", "abc\u{7f}def")],
+        )
+        .await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(run.stderr.contains("upstreams.firstline.token"), "{}", run.stderr);
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &env.config,
+        text.replace(
+            "[upstreams.plusofon]",
+            "max_in_flight = 99999999999\n\n[upstreams.plusofon]",
+        ),
+    )
+    .expect("config");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("upstreams.firstline.max_in_flight"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1582,3 +1582,29 @@ async fn a_queued_entry_whose_row_changed_is_superseded_not_sent_stale() {
     assert_eq!(puts_to(last), 1);
     env.assert_converged();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_names_the_guard_and_needs_no_database() {
+    let env = Env::start(20).await;
+    // Before any sync: plan works on an empty mirror and creates no database file.
+    let run = env.restsync(&["plan"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("pull: insert into mirror: 20"),
+        "{}",
+        run.stdout
+    );
+    assert!(!env.db_path.exists(), "plan created the database");
+
+    env.sync_ok().await;
+    env.exec("DELETE FROM addresses WHERE local_id > 3");
+    let run = env.restsync(&["plan"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("push: delete upstream: 17"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("exceed sync.max_delete_fraction"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.control.count(Kind::Addresses), 20);
+}

@@ -8,6 +8,13 @@ use crate::store::{mirror, Store, StoreError};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn run(settings: &Settings, action: Option<JournalAction>, state: Option<&str>, limit: i64) -> i32 {
+    if !settings.database_path.exists() {
+        eprintln!(
+            "restsync: no database at {} yet; run `restsync sync --once` first",
+            settings.database_path.display()
+        );
+        return exit::FATAL;
+    }
     let mut store = match Store::open(&settings.database_path) {
         Ok(s) => s,
         Err(e) => {
@@ -34,7 +41,7 @@ fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<i32, StoreErro
         Ok(s) => s,
         Err(e) => {
             eprintln!("restsync: --state: {e}");
-            return Ok(exit::CONFIG);
+            return Ok(exit::USAGE);
         }
     };
     let entries = journal::list(store.conn(), state, limit)?;
@@ -61,7 +68,7 @@ fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<i32, StoreErro
 fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreError> {
     if seq.is_none() && !all {
         eprintln!("restsync: journal retry needs an entry number or --all");
-        return Ok(exit::CONFIG);
+        return Ok(exit::USAGE);
     }
     let n = store.write(|tx| journal::retry(tx, seq))?;
     println!(

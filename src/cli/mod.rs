@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub mod exit {
     pub const OK: i32 = 0;
     pub const FATAL: i32 = 1;
+    pub const USAGE: i32 = 64;
     pub const DATA: i32 = 65;
     pub const TEMPFAIL: i32 = 75;
     pub const CONFIG: i32 = 78;
@@ -123,7 +124,8 @@ pub enum JournalAction {
         all: bool,
     },
     /// Give up a change: marks the entry superseded and restores the local row from its
-    /// base snapshot (the last state known upstream).
+    /// base snapshot (the last state known upstream); for a create, which has no snapshot,
+    /// deletes the local row.
     Drop {
         /// Journal entry (seq).
         seq: i64,

@@ -8,7 +8,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn engine(settings: Settings) -> Result<Engine, i32> {
-    let store = Store::open(&settings.database_path).map_err(|e| {
+    open_engine(settings, false)
+}
+
+/// `dry`: plan without a database yet works on an empty in-memory one, so it creates no file.
+fn open_engine(settings: Settings, dry: bool) -> Result<Engine, i32> {
+    let path = if dry && !settings.database_path.exists() {
+        std::path::PathBuf::from(":memory:")
+    } else {
+        settings.database_path.clone()
+    };
+    let store = Store::open(&path).map_err(|e| {
         eprintln!("restsync: {e}");
         exit::FATAL
     })?;
@@ -31,7 +41,7 @@ pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mas
 }
 
 pub async fn plan(settings: Settings) -> i32 {
-    let engine = match engine(settings) {
+    let engine = match open_engine(settings, true) {
         Ok(e) => e,
         Err(code) => return code,
     };

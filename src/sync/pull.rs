@@ -175,6 +175,20 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     for b in &changes.deletes {
         plan.push_delete.push(format!("id {}", b.id));
     }
+    // Say where a real cycle's guards would stop.
+    let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as f64;
+    let fraction = ctx.settings.sync.max_delete_fraction;
+    for (what, n) in [
+        ("removals from the mirror", plan.pull_remove.len()),
+        ("deletes upstream", plan.push_delete.len()),
+    ] {
+        if n > 0 && n as f64 > fraction * base && !ctx.opts.allow_mass_delete {
+            plan.notes.push(format!(
+                "the {n} {what} exceed sync.max_delete_fraction ({fraction}) of {base} rows: a cycle would refuse them \
+                 unless run with --allow-mass-delete"
+            ));
+        }
+    }
     Ok(plan)
 }
 
