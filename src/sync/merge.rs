@@ -2,7 +2,7 @@
 //! sides agreed on) and the local mirror row. Pure: decides, does not write.
 
 use crate::config::ConflictPolicy;
-use crate::resources::{describe_value, Record, ResourceSpec};
+use crate::resources::{Record, ResourceSpec};
 use crate::store::mirror::{BaseRow, MirrorRow};
 use rusqlite::types::Value;
 
@@ -38,8 +38,9 @@ pub struct Merged {
     pub conflicts: Vec<ConflictNote>,
 }
 
+/// Conflict values are stored as JSON, so the losing value can be recovered exactly.
 fn text(v: &Value) -> String {
-    describe_value(v)
+    crate::resources::value_to_json(v).to_string()
 }
 
 fn row_text(spec: &ResourceSpec, values: &[Value]) -> String {

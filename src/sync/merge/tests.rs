@@ -223,7 +223,7 @@ fn local_wins_conflict_still_takes_other_upstream_changes() {
 }
 
 #[test]
-fn conflict_values_are_described_per_type() {
+fn conflict_values_are_stored_as_json() {
     // type (an integer column) changed on both sides; the base description was NULL and
     // both sides set different texts.
     let mut b = phone("1", None, 1);
@@ -252,7 +252,7 @@ fn conflict_values_are_described_per_type() {
             ConflictNote {
                 kind: "field",
                 field: Some("description"),
-                base: Some("NULL".into()),
+                base: Some("null".into()),
                 local: Some("\"l\"".into()),
                 remote: Some("\"r\"".into()),
             },
