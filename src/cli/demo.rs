@@ -50,18 +50,18 @@ pub async fn serve_sandbox(
             return exit::FATAL;
         }
     };
-    println!(
+    outln!(
         "Firstline sandbox: {}  (token {})",
         sandbox.firstline_url(),
         opts.firstline_token
     );
-    println!(
+    outln!(
         "Plusofon sandbox:  {}  (token {}, client {})",
         sandbox.plusofon_url(),
         opts.plusofon_token,
         opts.plusofon_client
     );
-    println!("Ctrl-C stops it.");
+    outln!("Ctrl-C stops it.");
     let _ = tokio::signal::ctrl_c().await;
     sandbox.shutdown().await;
     exit::OK
@@ -121,25 +121,25 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
     let db_path = settings.database_path.clone();
     let engine = Engine::new(settings, Db::new(Store::open(&db_path)?))?;
 
-    println!("restsync demo: syncing with the built-in sandbox");
-    println!(
+    outln!("restsync demo: syncing with the built-in sandbox");
+    outln!(
         "  Firstline at {}, Plusofon at {}\n",
         sandbox.firstline_url(),
         sandbox.plusofon_url()
     );
     let started = Instant::now();
     let first = engine.run_cycle(CycleOptions::default()).await;
-    println!(
+    outln!(
         "1. First sync: pulled every resource into an empty mirror ({:.2}s)",
         started.elapsed().as_secs_f64()
     );
     print_report(&first);
 
-    println!("\n2. Editing the mirror with plain SQL, as a person or another program would:");
+    outln!("\n2. Editing the mirror with plain SQL, as a person or another program would:");
     let conn = rusqlite::Connection::open(&db_path)?;
     for sql in DEMO_EDITS {
         conn.execute(sql, [])?;
-        println!(
+        outln!(
             "   sqlite> {};",
             sql.split_whitespace().collect::<Vec<_>>().join(" ")
         );
@@ -148,14 +148,14 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
 
     let started = Instant::now();
     let second = engine.run_cycle(CycleOptions::default()).await;
-    println!(
+    outln!(
         "\n3. Second sync: pushed the edits upstream ({:.2}s)",
         started.elapsed().as_secs_f64()
     );
     print_report(&second);
 
     let control = sandbox.control();
-    println!("\n4. Both sides now hold:");
+    outln!("\n4. Both sides now hold:");
     let reader = Store::open_read_only(&db_path)?;
     for (kind, resource) in [
         (Kind::PhoneNumbers, ResourceKind::PhoneNumbers),
@@ -163,7 +163,7 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
         (Kind::SmartNumbers, ResourceKind::SmartNumbers),
     ] {
         let mirror_rows = crate::store::mirror::count_mirror(reader.conn(), resource.spec())?;
-        println!(
+        outln!(
             "   {:<14} {:>6} records upstream, {:>6} rows in the mirror",
             resource.name(),
             control.count(kind),
@@ -172,16 +172,16 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
     }
     drop(reader);
     let abs = std::fs::canonicalize(&db_path).unwrap_or(db_path.clone());
-    println!("\nThe mirror is at {}", abs.display());
-    println!(
+    outln!("\nThe mirror is at {}", abs.display());
+    outln!(
         "Look inside:  sqlite3 {} 'SELECT * FROM phone_numbers ORDER BY local_id DESC LIMIT 5'",
         abs.display()
     );
-    println!(
+    outln!(
         "Journal:      sqlite3 {} 'SELECT seq, resource, op, state, local_id, upstream_id FROM journal'",
         abs.display()
     );
-    println!(
+    outln!(
         "Status:       restsync --config {} status   (the sandbox is gone once the demo ends)",
         config_path.display()
     );
@@ -190,9 +190,17 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
 }
 
 fn print_report(report: &CycleReport) {
-    println!(
+    outln!(
         "   {:<14} {:>7} {:>5} | pulled: {:>8} {:>7} {:>7} | pushed: {:>7} {:>7} {:>7} | status",
-        "resource", "records", "pages", "inserted", "updated", "removed", "created", "updated", "deleted"
+        "resource",
+        "records",
+        "pages",
+        "inserted",
+        "updated",
+        "removed",
+        "created",
+        "updated",
+        "deleted"
     );
     for r in &report.resources {
         let p = r.pulled.clone().unwrap_or_default();
@@ -201,7 +209,7 @@ fn print_report(report: &CycleReport) {
             crate::sync::Outcome::Ok => "ok".to_string(),
             other => format!("{other:?}"),
         };
-        println!(
+        outln!(
             "   {:<14} {:>7} {:>5} |         {:>8} {:>7} {:>7} |         {:>7} {:>7} {:>7} | {status}",
             r.resource.name(),
             p.records,

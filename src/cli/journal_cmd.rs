@@ -46,10 +46,10 @@ fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<i32, StoreErro
     };
     let entries = journal::list(store.conn(), state, limit)?;
     if entries.is_empty() {
-        println!("no journal entries");
+        outln!("no journal entries");
     }
     for e in entries {
-        println!(
+        outln!(
             "{:>6}  {:<13} {:<10} {:<6} local_id={:<6} id={:<8} attempts={} updated={}{}",
             e.seq,
             e.resource,
@@ -71,7 +71,7 @@ fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreErr
         return Ok(exit::USAGE);
     }
     let n = store.write(|tx| journal::retry(tx, seq))?;
-    println!(
+    outln!(
         "{n} entr{} will be sent on the next sync",
         if n == 1 { "y" } else { "ies" }
     );
@@ -123,7 +123,7 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !answer.trim().eq_ignore_ascii_case("y") {
-            println!("nothing changed");
+            outln!("nothing changed");
             return Ok(exit::OK);
         }
     }
@@ -136,6 +136,6 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         }
         journal::supersede(tx, seq)
     })?;
-    println!("dropped journal entry {seq}: {effect}");
+    outln!("dropped journal entry {seq}: {effect}");
     Ok(exit::OK)
 }

@@ -1,5 +1,13 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+/// `println!` that does not panic when stdout is closed (`restsync status | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod journal_cmd;
 mod logging;
@@ -194,7 +202,7 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
         } => sync_cmd::run(config_path, settings, once, allow_mass_delete).await,
         Command::Plan => sync_cmd::plan(settings).await,
         Command::Check => {
-            println!(
+            outln!(
                 "configuration {} is valid: {} resource(s), database {}",
                 config_path.display(),
                 settings.resources.len(),

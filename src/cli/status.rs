@@ -101,7 +101,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
     }
     if json {
         match serde_json::to_string_pretty(&all) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => {
                 eprintln!("restsync: {e}");
                 return exit::FATAL;
@@ -109,17 +109,19 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         }
         return exit::OK;
     }
-    println!("database: {}", settings.database_path.display());
+    outln!("database: {}", settings.database_path.display());
     for s in &all {
-        println!("{}:", s.resource);
-        println!("  rows: {}", s.rows);
+        outln!("{}:", s.resource);
+        outln!("  rows: {}", s.rows);
         let p = &s.pending_local_changes;
-        println!(
+        outln!(
             "  local changes not yet upstream: {} create, {} update, {} delete",
-            p.creates, p.updates, p.deletes
+            p.creates,
+            p.updates,
+            p.deletes
         );
         let journal: Vec<String> = s.journal.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!(
+        outln!(
             "  journal: {}",
             if journal.is_empty() {
                 "empty".into()
@@ -127,16 +129,16 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                 journal.join(", ")
             }
         );
-        println!("  conflicts recorded: {}", s.conflicts);
-        println!(
+        outln!("  conflicts recorded: {}", s.conflicts);
+        outln!(
             "  last complete pull: {}",
             s.last_complete_pull.as_deref().unwrap_or("never")
         );
         if let Some(err) = &s.last_error {
-            println!("  last error: {err}");
+            outln!("  last error: {err}");
         }
         for f in &s.failed {
-            println!(
+            outln!(
                 "  FAILED journal {} {} local_id {} id {}: {}",
                 f.seq,
                 f.op,

@@ -47,7 +47,7 @@ pub async fn plan(settings: Settings) -> i32 {
     };
     let mut code = exit::OK;
     for (kind, result) in engine.plan().await {
-        println!("{kind}:");
+        outln!("{kind}:");
         match result {
             Ok(p) => {
                 let sections = [
@@ -66,20 +66,20 @@ pub async fn plan(settings: Settings) -> i32 {
                         continue;
                     }
                     any = true;
-                    println!("  {title}: {}", items.len());
+                    outln!("  {title}: {}", items.len());
                     for item in items.iter().take(20) {
-                        println!("    {item}");
+                        outln!("    {item}");
                     }
                     if items.len() > 20 {
-                        println!("    ... and {} more", items.len() - 20);
+                        outln!("    ... and {} more", items.len() - 20);
                     }
                 }
                 if !any {
-                    println!("  nothing to do");
+                    outln!("  nothing to do");
                 }
             }
             Err(e) => {
-                println!("  cannot plan: {e}");
+                outln!("  cannot plan: {e}");
                 code = code.max(e.outcome().exit_code());
             }
         }
