@@ -182,3 +182,12 @@ pub(super) fn enqueue(
         Ok((due, delete_count, base_count))
     })
 }
+
+/// The row values an entry was computed from, read back from the journal.
+pub(super) fn sent_values(spec: &ResourceSpec, entry: &Entry) -> Result<Vec<Value>, StoreError> {
+    spec.values_from_json(&entry.row_values)
+        .map_err(|message| StoreError::Corrupt {
+            seq: entry.seq,
+            message,
+        })
+}

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 
-use super::enqueue::{enqueue, journal_values};
+use super::enqueue::{enqueue, journal_values, sent_values};
 use super::reconcile::reconcile_create;
 use super::writeback::{adopt, parse_answer, write_back_update};
 
@@ -252,12 +252,7 @@ async fn execute(ctx: &ResourceCtx, mut entry: Entry) -> Executed {
 async fn execute_inner(ctx: &ResourceCtx, entry: &mut Entry) -> Result<Executed, SyncError> {
     let spec = ctx.api.spec;
     let sync = &ctx.settings.sync;
-    let sent = spec
-        .values_from_json(&entry.row_values)
-        .map_err(|message| StoreError::Corrupt {
-            seq: entry.seq,
-            message,
-        })?;
+    let sent = sent_values(spec, entry)?;
     let payload: serde_json::Map<String, Json> =
         serde_json::from_str(&entry.payload).map_err(|e| StoreError::Corrupt {
             seq: entry.seq,

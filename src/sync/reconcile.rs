@@ -1,6 +1,7 @@
 //! Finding the record a create made when its answer never came: by natural key, in the
 //! listing, before anything is sent again (neither upstream has idempotency keys).
 
+use super::enqueue::sent_values;
 use super::retry::with_retries;
 use super::writeback::adopt;
 use super::{ResourceCtx, SyncError};
@@ -15,12 +16,7 @@ use rusqlite::Connection;
 pub(super) async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, SyncError> {
     let spec = ctx.api.spec;
     let sync = &ctx.settings.sync;
-    let sent = spec
-        .values_from_json(&entry.row_values)
-        .map_err(|message| StoreError::Corrupt {
-            seq: entry.seq,
-            message,
-        })?;
+    let sent = sent_values(spec, entry)?;
     let filters: Vec<(&str, String)> = spec
         .lookup_filters
         .iter()

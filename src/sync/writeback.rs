@@ -1,6 +1,7 @@
 //! Writing push results back: ids and read-only columns from upstream, without
 //! overwriting what the user changed while the request was in flight.
 
+use super::enqueue::sent_values;
 use super::pull::content_hash;
 use super::SyncError;
 use crate::resources::{Record, ResourceSpec};
@@ -84,12 +85,7 @@ pub(super) fn adopt(
     record: &Record,
     raw: &str,
 ) -> Result<(), StoreError> {
-    let sent = spec
-        .values_from_json(&entry.row_values)
-        .map_err(|message| StoreError::Corrupt {
-            seq: entry.seq,
-            message,
-        })?;
+    let sent = sent_values(spec, entry)?;
     store.write(|tx| adopt_in(tx, spec, entry, &sent, record, raw))
 }
 
