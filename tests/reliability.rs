@@ -85,6 +85,21 @@ async fn sync_until_ok(env: &Env, max_runs: usize, what: &str) -> Vec<i32> {
     panic!("{what}: sync --once did not exit 0 within {max_runs} runs: {codes:?}");
 }
 
+/// One `sync --once` under transient faults: no panic, exit 0 or 75, an intact database.
+async fn transient_run(env: &Env, n: usize, codes: &mut Vec<i32>, what: &str) -> i32 {
+    let run = env.sync_once().await;
+    assert_no_panic(&run, what);
+    codes.push(run.code);
+    assert!(
+        run.code == 0 || run.code == 75,
+        "{what}: run {n} exited {} (all non-zero exits must be 75; codes {codes:?}):\n{}",
+        run.code,
+        run.stderr
+    );
+    assert_integrity(env);
+    run.code
+}
+
 fn writes(env: &Env) -> usize {
     env.control
         .requests()
@@ -407,17 +422,7 @@ async fn every_operation_converges_under_random_500s_and_429s() {
     });
     let mut codes = Vec::new();
     for n in 1..=6 {
-        let run = env.sync_once().await;
-        assert_no_panic(&run, "random 500s and 429s");
-        codes.push(run.code);
-        assert!(
-            run.code == 0 || run.code == 75,
-            "run {n} under transient faults exited {} (all non-zero exits must be 75; codes {codes:?}):\n{}",
-            run.code,
-            run.stderr
-        );
-        assert_integrity(&env);
-        if run.code == 0 {
+        if transient_run(&env, n, &mut codes, "random 500s and 429s").await == 0 {
             break;
         }
     }
@@ -863,16 +868,7 @@ async fn random_html_and_truncated_answers_never_panic_nor_corrupt() {
     });
     let mut codes = Vec::new();
     for n in 1..=4 {
-        let run = env.sync_once().await;
-        assert_no_panic(&run, "html and truncated answers");
-        codes.push(run.code);
-        assert!(
-            run.code == 0 || run.code == 75,
-            "run {n}: exit {} ({codes:?}):\n{}",
-            run.code,
-            run.stderr
-        );
-        assert_integrity(&env);
+        transient_run(&env, n, &mut codes, "html and truncated answers").await;
         // The user's edits are all still in the mirror.
         for (kind, id, fields) in &changes.updated {
             let row = env.row_json(kind.name(), *id);
