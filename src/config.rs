@@ -104,6 +104,8 @@ struct RawSync {
     on_conflict: Option<String>,
     max_delete_fraction: Option<f64>,
     max_attempts_per_run: Option<u32>,
+    max_attempts: Option<u32>,
+    identify_timeout_secs: Option<u64>,
     retry_base_ms: Option<u64>,
     max_retry_after_secs: Option<u64>,
     journal_retention_days: Option<u64>,
@@ -197,6 +199,10 @@ pub struct SyncSettings {
     pub on_conflict: ConflictPolicy,
     pub max_delete_fraction: f64,
     pub max_attempts_per_run: u32,
+    /// Attempts of one entry across all runs before it is failed for a person.
+    pub max_attempts: u32,
+    /// How long an accepted create is looked for before a person is asked.
+    pub identify_timeout: Duration,
     pub retry_base: Duration,
     pub max_retry_after: Duration,
     pub journal_retention: Duration,
@@ -588,6 +594,16 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
             "sync.max_attempts_per_run: {attempts} is outside 1..=100"
         ));
     }
+    let max_attempts = raw.max_attempts.unwrap_or(10);
+    if !(1..=10_000).contains(&max_attempts) {
+        problems.push(format!("sync.max_attempts: {max_attempts} is outside 1..=10000"));
+    }
+    let identify_timeout = raw.identify_timeout_secs.unwrap_or(900);
+    if !(1..=604_800).contains(&identify_timeout) {
+        problems.push(format!(
+            "sync.identify_timeout_secs: {identify_timeout} is outside 1..=604800 (a week)"
+        ));
+    }
     let retry_base_ms = raw.retry_base_ms.unwrap_or(500);
     if retry_base_ms > 60_000 {
         problems.push(format!("sync.retry_base_ms: {retry_base_ms} is more than 60000"));
@@ -615,6 +631,8 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         on_conflict,
         max_delete_fraction: fraction,
         max_attempts_per_run: attempts,
+        max_attempts,
+        identify_timeout: Duration::from_secs(identify_timeout),
         retry_base: Duration::from_millis(retry_base_ms),
         max_retry_after: Duration::from_secs(max_retry_after),
         journal_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),

@@ -418,3 +418,51 @@ async fn journal_retries_run_when_due_not_on_the_schedule() {
     assert_eq!(env.control.count_requests("PUT", Kind::PhoneNumbers), 4);
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_writer_per_database_while_the_service_runs() {
+    let env = Env::start(30).await;
+    let daemon = start_daemon(&env).await;
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+    let pid = daemon.child.id().expect("running");
+    let lock_file = env.dir.path().join("mirror.db.lock");
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).expect("lock file").trim(),
+        pid.to_string(),
+        "the service does not name itself in the lock file"
+    );
+
+    // A one-shot run on the same database waits briefly, then leaves the work for later.
+    let started = Instant::now();
+    let run = env.sync_once().await;
+    let took = started.elapsed();
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(took < Duration::from_secs(10), "gave up only after {took:?}");
+    let expected = format!(
+        "another restsync process (pid {pid}) is syncing this database ({})",
+        env.db_path.display()
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+
+    // So does a command that writes the journal.
+    let run = env.restsync(&["journal", "retry", "--all"]).await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("(pid {pid})")), "{}", run.stderr);
+
+    // Readers never take the lock.
+    let started = Instant::now();
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("phone_numbers:"), "{}", status.stdout);
+    let journal = env.restsync(&["journal"]).await;
+    assert_eq!(journal.code, 0, "{}", journal.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "readers waited for the writer lock"
+    );
+
+    // Once the service is gone, the lock is free again.
+    assert_eq!(daemon.stop().await, 0);
+    env.sync_ok().await;
+}

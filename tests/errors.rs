@@ -255,3 +255,103 @@ async fn unrelated_environment_is_ignored_and_bad_header_values_name_their_key()
         run.stderr
     );
 }
+
+/// Runs `restsync demo --dir DIR` with a small sandbox.
+async fn demo(dir: &std::path::Path) -> common::Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_restsync"));
+    cmd.args(["demo", "--records", "12", "--dir"]).arg(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RESTSYNC_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.kill_on_drop(true);
+    let out = cmd.output().await.expect("run restsync demo");
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Names and contents of a directory's files, to compare before and after.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let bytes = std::fs::read(e.path()).expect("read file");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_refuses_a_directory_it_did_not_make_and_touches_nothing() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("work");
+    std::fs::create_dir(&dir).expect("mkdir");
+    // Someone's mirror with changes not yet pushed, and their configuration.
+    std::fs::write(
+        dir.join("restsync.db"),
+        b"SQLite format 3\0 pending changes \x01\x02\x03",
+    )
+    .expect("write db");
+    std::fs::write(
+        dir.join("restsync.toml"),
+        "[database]\npath = \"restsync.db\"\n[upstreams.firstline]\ntoken = \"real\"\n",
+    )
+    .expect("write config");
+    let before = snapshot(&dir);
+
+    let run = demo(&dir).await;
+    assert_eq!(run.code, 73, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&dir.display().to_string()),
+        "the message does not name the directory: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("restsync.db") && run.stderr.contains("restsync.toml"),
+        "the message does not say what is there: {}",
+        run.stderr
+    );
+    assert_eq!(snapshot(&dir), before, "the demo changed the directory");
+    assert!(
+        !run.stdout.contains("First sync"),
+        "the demo ran anyway:\n{}",
+        run.stdout
+    );
+
+    // A file where the directory should be is refused the same way.
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"keep me").expect("write file");
+    let run = demo(&file).await;
+    assert_eq!(run.code, 73, "{}", run.stderr);
+    assert!(run.stderr.contains("not a directory"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&file).expect("read file"), b"keep me");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_uses_a_new_or_empty_directory_and_reuses_its_own() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // A directory that does not exist yet: created and marked.
+    let fresh = root.path().join("nested").join("demo");
+    let run = demo(&fresh).await;
+    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(fresh.join(".restsync-demo").exists(), "no marker written");
+    assert!(fresh.join("restsync.db").exists() && fresh.join("restsync.toml").exists());
+    // Its own directory, with the database it left: rebuilt without a word.
+    let run = demo(&fresh).await;
+    assert_eq!(run.code, 0, "second run in the same directory:\n{}", run.stderr);
+    assert!(run.stdout.contains("First sync"), "{}", run.stdout);
+
+    // An empty directory that already exists.
+    let empty = root.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let run = demo(&empty).await;
+    assert_eq!(run.code, 0, "empty directory:\n{}", run.stderr);
+    assert!(empty.join(".restsync-demo").exists());
+}

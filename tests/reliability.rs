@@ -69,10 +69,12 @@ fn assert_integrity(env: &Env) {
 /// Runs `sync --once` until it exits 0; every other exit must be 75. Returns the exit codes.
 async fn sync_until_ok(env: &Env, max_runs: usize, what: &str) -> Vec<i32> {
     let mut codes = Vec::new();
+    let mut last = String::new();
     for n in 1..=max_runs {
         let run = env.sync_once().await;
         assert_no_panic(&run, what);
         codes.push(run.code);
+        last = run.stderr.clone();
         if run.code == 0 {
             return codes;
         }
@@ -81,8 +83,14 @@ async fn sync_until_ok(env: &Env, max_runs: usize, what: &str) -> Vec<i32> {
             "{what}: run {n} did not finish, so it must exit 75 (codes so far {codes:?}):\n{}",
             run.stderr
         );
+        // A create interrupted mid-request is resolved only once that request can no
+        // longer be in progress (request_timeout_secs 3 + margin): runs are spaced out, as
+        // a timer would space them.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
-    panic!("{what}: sync --once did not exit 0 within {max_runs} runs: {codes:?}");
+    panic!(
+        "{what}: sync --once did not exit 0 within {max_runs} runs: {codes:?}; the last run said:\n{last}"
+    );
 }
 
 /// One `sync --once` under transient faults: no panic, exit 0 or 75, an intact database.
@@ -1058,38 +1066,70 @@ async fn records_with_wrong_typed_fields_are_skipped_without_touching_the_mirror
             doctored_page(&env, Kind::SmartNumbers, smart, "phoneB", json!([7, 9])),
         ),
     ];
-    // Every walk of the run (restsync walks up to three times) gets the doctored page.
+    // The run's walk gets the doctored page (one walk: an unreadable record is a data
+    // problem upstream, not churn, so it is not walked again because of it).
     for (kind, body) in &doctored {
         env.control.push_scripted(ScriptedFault {
             method: Some("GET".into()),
             kind: Some(*kind),
             page: Some(1),
             action: FaultAction::Status(200, body.clone()),
-            times: 3,
+            times: 1,
         });
     }
     let before = mirror_snapshot(&env);
     let run = env.sync_once().await;
     assert_no_panic(&run, "wrong-typed fields");
-    assert_eq!(run.code, 75, "{}", run.stderr);
+    // A person must look (exit 65), and every bad record is named with its field and value.
+    assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stderr.contains("could not be read"), "{}", run.stderr);
+    for (id, field, value) in [
+        (phone, "type", "not a number"),
+        (address, "city_id", "\"id\""),
+        (smart, "phoneB", "[7,9]"),
+    ] {
+        assert!(
+            run.stderr.contains(&format!("id {id}: field `{field}`")) && run.stderr.contains(value),
+            "id {id} {field}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM sync_state WHERE last_error LIKE '%could not be read%'"),
+        3,
+        "status shows the problem"
+    );
     assert_integrity(&env);
-    // Nothing changed, and the edits wait: without a trusted walk they cannot be merged
-    // with upstream, so pushing them would skip the conflict policy.
+    // The unreadable records' rows are untouched; the rest of the walk was applied, and
+    // the local edits were pushed (merged against upstream's record, read by id).
     let now = mirror_snapshot(&env);
     assert_eq!(
         now, before,
-        "the mirror changed although no walk could be trusted"
+        "the mirror changed although nothing upstream changed"
     );
-    assert_ne!(
+    assert_eq!(
         env.control.get(Kind::PhoneNumbers, phone).expect("phone")["description"],
         "mine"
     );
-    assert_ne!(
+    assert_eq!(
         env.control.get(Kind::Addresses, address).expect("address")["description"],
         "mine too"
     );
-    assert!(run.stderr.contains("wait for a complete pull"), "{}", run.stderr);
+    let walks: usize = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path.ends_with("/phone-number")
+                && r.query.split('&').any(|p| p == "page=1")
+                && !r.query.contains("number=")
+        })
+        .count();
+    assert_eq!(
+        walks, 2,
+        "one walk per run, not repeated because of the bad record"
+    );
     env.sync_ok().await;
     assert_eq!(
         env.control.get(Kind::PhoneNumbers, phone).expect("phone")["description"],
@@ -1294,7 +1334,9 @@ async fn lost_update_then(then: Then) {
         times: 2,
     });
     let run = env.sync_once().await;
-    assert_eq!(run.code, 75, "{then:?}: {}", run.stderr);
+    // The retry reads the record first and finds the update made: the run may end at once.
+    assert!(matches!(run.code, 0 | 75), "{then:?}: {}", run.stderr);
+    let lost_left_pending = run.code == 75;
     assert_eq!(
         env.control.get(Kind::Addresses, id).expect("address")["description"],
         "first"
@@ -1324,7 +1366,9 @@ async fn lost_update_then(then: Then) {
         assert_eq!(run.code, 75, "{then:?}: {}", run.stderr);
         let superseded =
             env.count("SELECT count(*) FROM journal WHERE state = 'superseded' AND attempts > 0");
-        assert_eq!(superseded, 1, "{then:?}: the lost entry was not superseded");
+        if lost_left_pending {
+            assert_eq!(superseded, 1, "{then:?}: the lost entry was not superseded");
+        }
     }
     sync_until_ok(&env, 4, "after a lost update").await;
     env.assert_converged();

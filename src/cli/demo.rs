@@ -94,14 +94,86 @@ concurrency = 4
     )
 }
 
+/// Marks a directory as the demo's own: only there may it rebuild restsync.db and
+/// restsync.toml without asking.
+pub const MARKER: &str = ".restsync-demo";
+
+/// How many of a refused directory's entries the message names.
+const NAMED_ENTRIES: usize = 8;
+
 pub async fn run(dir: &Path, records: usize) -> i32 {
-    match run_inner(dir, records).await {
+    if let Err(message) = claim_dir(dir) {
+        eprintln!("restsync demo: {message}");
+        return exit::CANTCREAT;
+    }
+    // A demo pushes like any sync: one writer per database (a second demo in the same place).
+    let lock = match super::writer_lock_async(&dir.join("restsync.db")).await {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    let code = match run_inner(dir, records).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("restsync demo: {e}");
             exit::FATAL
         }
+    };
+    drop(lock);
+    code
+}
+
+/// Makes `dir` the demo's: creates it if it does not exist, takes it if it is empty, and
+/// marks it either way; a directory an earlier demo marked is reused. Anything else (a
+/// directory holding someone's files, a file) is refused untouched: the demo deletes and
+/// rewrites restsync.db and restsync.toml. The error is the message to show.
+fn claim_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {shown}: {e}"))?;
+        }
+        Err(e) => return Err(format!("cannot use {shown}: {e}")),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(format!(
+                "refusing to use {shown}: it exists and is not a directory; \
+                 pass --dir with a new or empty directory"
+            ))
+        }
+        Ok(_) => {
+            let mut names = Vec::new();
+            let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("cannot read {shown}: {e}"))?;
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            if names.iter().any(|n| n == MARKER) {
+                return Ok(());
+            }
+            if !names.is_empty() {
+                names.sort();
+                let mut listed = names
+                    .iter()
+                    .take(NAMED_ENTRIES)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if names.len() > NAMED_ENTRIES {
+                    listed.push_str(&format!(" and {} more", names.len() - NAMED_ENTRIES));
+                }
+                return Err(format!(
+                    "refusing to use {shown}: it already holds {listed}, and an earlier demo did not \
+                     make it (no {MARKER} file); the demo would delete and rewrite restsync.db and \
+                     restsync.toml there. Nothing was changed; pass --dir with a new or empty directory"
+                ));
+            }
+        }
     }
+    std::fs::write(
+        dir.join(MARKER),
+        "This directory belongs to `restsync demo`, which rebuilds restsync.db and restsync.toml \
+         here on every run.\n",
+    )
+    .map_err(|e| format!("cannot write {}: {e}", dir.join(MARKER).display()))
 }
 
 async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
@@ -110,8 +182,8 @@ async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
         ..SandboxOptions::default()
     };
     let sandbox = Sandbox::start(opts.clone()).await?;
-    std::fs::create_dir_all(dir)?;
-    // The demo's own database is rebuilt on every run: the sandbox starts fresh too.
+    // The demo's own database (in its own, marked directory) is rebuilt on every run: the
+    // sandbox starts fresh too.
     for name in ["restsync.db", "restsync.db-wal", "restsync.db-shm"] {
         let _ = std::fs::remove_file(dir.join(name));
     }

@@ -15,6 +15,16 @@ pub fn run(settings: &Settings, action: Option<JournalAction>, state: Option<&st
         );
         return exit::FATAL;
     }
+    // Retry and drop write the journal: one writer at a time. Listing only reads.
+    let _lock = match &action {
+        Some(JournalAction::Retry { .. } | JournalAction::Drop { .. }) => {
+            match super::writer_lock(&settings.database_path) {
+                Ok(lock) => Some(lock),
+                Err(code) => return code,
+            }
+        }
+        None => None,
+    };
     let mut store = match Store::open(&settings.database_path) {
         Ok(s) => s,
         Err(e) => {
@@ -87,10 +97,14 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         eprintln!("restsync: no journal entry {seq}");
         return Ok(exit::DATA);
     };
-    if !matches!(entry.state, State::Pending | State::Failed | State::InFlight) {
+    if !journal::Event::Supersede
+        .allowed_from(journal::Actor::Person)
+        .contains(&entry.stage)
+    {
         eprintln!(
-            "restsync: journal entry {seq} is {}; only pending or failed entries can be dropped",
-            entry.state
+            "restsync: journal entry {seq} is {} ({}); only queued or failed entries can be dropped \
+             (one whose request may have reached upstream must be resolved first)",
+            entry.state, entry.stage
         );
         return Ok(exit::DATA);
     }
@@ -134,7 +148,8 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
             (_, _, Some(id)) => mirror::restore_from_base(tx, spec, id)?,
             _ => {}
         }
-        journal::supersede(tx, seq)
+        journal::lifecycle::apply(tx, seq, &journal::Event::Supersede, journal::Actor::Person)?;
+        Ok(())
     })?;
     outln!("dropped journal entry {seq}: {effect}");
     Ok(exit::OK)

@@ -15,15 +15,18 @@ mod status;
 mod sync_cmd;
 
 use crate::config::{self, LogFormat, Settings};
+use crate::store::writer_lock::{self, LockError, WriterLock};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Exit codes (sysexits.h): 0 done, 65 needs a human, 75 retry later, 78 bad configuration.
+/// Exit codes (sysexits.h): 0 done, 65 needs a human, 73 cannot create the output, 75 retry
+/// later, 78 bad configuration.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const FATAL: i32 = 1;
     pub const USAGE: i32 = 64;
     pub const DATA: i32 = 65;
+    pub const CANTCREAT: i32 = 73;
     pub const TEMPFAIL: i32 = 75;
     pub const CONFIG: i32 = 78;
 }
@@ -216,4 +219,28 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
         }
         Command::Sandbox { .. } | Command::Demo { .. } => exit::FATAL,
     }
+}
+
+/// Takes the single-writer lock of the database at `db_path` for a command that writes or
+/// pushes, waiting a few seconds for another holder. On failure says why and returns the
+/// exit code: 75 while another process holds it (a later run will get it), 1 otherwise.
+fn writer_lock(db_path: &Path) -> Result<WriterLock, i32> {
+    WriterLock::acquire(db_path, writer_lock::DEFAULT_WAIT).map_err(|e| {
+        eprintln!("restsync: {e}");
+        match e {
+            LockError::Held { .. } => exit::TEMPFAIL,
+            LockError::Io { .. } => exit::FATAL,
+        }
+    })
+}
+
+/// [`writer_lock`] from async code: the wait runs on the blocking pool.
+async fn writer_lock_async(db_path: &Path) -> Result<WriterLock, i32> {
+    let db_path = db_path.to_path_buf();
+    tokio::task::spawn_blocking(move || writer_lock(&db_path))
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("restsync: waiting for the writer lock failed: {e}");
+            Err(exit::FATAL)
+        })
 }

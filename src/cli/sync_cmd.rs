@@ -28,16 +28,27 @@ fn open_engine(settings: Settings, dry: bool) -> Result<Engine, i32> {
     })
 }
 
+/// `sync --once` and the service. Both hold the database's writer lock for as long as they
+/// run, so two of them never push the same journal at once.
 pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mass_delete: bool) -> i32 {
-    let opts = CycleOptions { allow_mass_delete };
-    if !once {
-        return crate::daemon::run(config_path, settings, opts).await;
-    }
-    let engine = match engine(settings) {
-        Ok(e) => e,
+    let opts = CycleOptions {
+        allow_mass_delete,
+        one_shot: once,
+    };
+    let lock = match super::writer_lock_async(&settings.database_path).await {
+        Ok(lock) => lock,
         Err(code) => return code,
     };
-    engine.run_cycle(opts).await.exit_code()
+    let code = if once {
+        match engine(settings) {
+            Ok(engine) => engine.run_cycle(opts).await.exit_code(),
+            Err(code) => code,
+        }
+    } else {
+        crate::daemon::run(config_path, settings, opts).await
+    };
+    drop(lock);
+    code
 }
 
 pub async fn plan(settings: Settings) -> i32 {

@@ -80,7 +80,13 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions) -
             notify::reloading();
         }
         generation.cancel();
-        stop(tasks, settings.daemon.shutdown_grace).await;
+        if new_settings.is_some() {
+            // A reload never abandons a request: writes finish (each is bounded by
+            // sync.request_timeout_secs) before the new configuration starts.
+            stop(tasks, None).await;
+        } else {
+            stop(tasks, Some(settings.daemon.shutdown_grace)).await;
+        }
         match new_settings {
             Some(s) => settings = s,
             None => {
@@ -141,9 +147,13 @@ async fn start(
     Ok(tasks)
 }
 
-/// Lets tasks finish their unit of work, up to the grace period.
-async fn stop(mut tasks: JoinSet<()>, grace: std::time::Duration) {
+/// Lets tasks finish their unit of work, up to the grace period if there is one.
+async fn stop(mut tasks: JoinSet<()>, grace: Option<std::time::Duration>) {
     let all = async { while tasks.join_next().await.is_some() {} };
+    let Some(grace) = grace else {
+        all.await;
+        return;
+    };
     if tokio::time::timeout(grace, all).await.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),

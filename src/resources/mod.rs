@@ -314,7 +314,10 @@ fn json_to_i64(v: &Json) -> Option<i64> {
 
 fn json_to_value(col: &Column, v: &Json) -> Result<Value, RecordError> {
     let wrong = |found: &Json| RecordError::WrongType {
-        field: col.name,
+        field: match col.read_from {
+            JsonPath::Key(k) => k,
+            JsonPath::Nested(_, inner) => inner,
+        },
         expected: match col.ty {
             ColumnType::Integer => "an integer",
             ColumnType::Text => "a string",

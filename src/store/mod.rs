@@ -12,6 +12,7 @@
 pub mod journal;
 pub mod mirror;
 pub mod state;
+pub mod writer_lock;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
@@ -22,7 +23,10 @@ use std::time::Duration;
 /// How long a statement waits for another writer (a person's long transaction, say).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-const MIGRATION_SQL: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATION_SQL: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_journal_lifecycle.sql"),
+];
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect())
@@ -49,6 +53,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("corrupt journal entry {seq}: {message}")]
     Corrupt { seq: i64, message: String },
+    #[error(transparent)]
+    Transition(#[from] journal::IllegalTransition),
     #[error("database task failed: {0}")]
     Task(String),
 }
@@ -91,6 +97,17 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// A private in-memory database, migrated: for tests of the engine's steps.
+    pub fn open_in_memory() -> Result<Store> {
+        let path = PathBuf::from(":memory:");
+        let mut conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        migrate(&mut conn, &path)?;
+        Ok(Store { conn, path })
     }
 
     /// Opens an existing database for reading only (status, while a daemon writes).
@@ -214,6 +231,17 @@ impl Db {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// FNV-1a: stable across builds, so stored hashes stay valid after an upgrade.
+/// (The hash of a record's raw JSON in its base snapshot.)
+pub fn content_hash(bytes: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
 }
 
 /// Current time as stored in the database (RFC 3339, UTC, milliseconds).

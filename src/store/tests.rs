@@ -1,13 +1,29 @@
 //! Unit tests of the store: opening and migrating, the mirror and base tables, the walk's
 //! seen-set, the journal, the sync state and the conflict record.
 
-use super::journal::{self, NewEntry, Op, State, OUTCOME_UNKNOWN};
+use super::journal::{self, Event, NewEntry, Op, Stage, State, OUTCOME_UNKNOWN};
 use super::mirror::{self, MirrorRow};
 use super::state::{self, Conflict};
 use super::*;
 use crate::resources::{ResourceKind, ResourceSpec};
 use rusqlite::types::Value;
 use tempfile::TempDir;
+
+fn send(tx: &Connection, seq: i64) -> Result<Stage> {
+    journal::advance(tx, seq, &Event::Send)
+}
+
+fn succeed(tx: &Connection, seq: i64, upstream_id: Option<i64>) -> Result<Stage> {
+    journal::advance(tx, seq, &Event::Succeed { upstream_id })
+}
+
+fn reject(tx: &Connection, seq: i64, status: Option<u16>, error: &str) -> Result<Stage> {
+    journal::advance(tx, seq, &Event::Reject { status, error })
+}
+
+fn supersede(tx: &Connection, seq: i64) -> Result<Stage> {
+    journal::advance(tx, seq, &Event::Supersede)
+}
 
 fn open_temp() -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -411,18 +427,20 @@ fn journal_entry_lifecycle() {
             assert_eq!(e.created_at, e.updated_at);
             assert!(e.created_at.ends_with('Z'), "{}", e.created_at);
 
-            journal::mark_in_flight(tx, seq)?;
+            send(tx, seq)?;
             let e = journal::get(tx, seq)?.unwrap();
             assert_eq!((e.state, e.attempts), (State::InFlight, 1));
             assert_eq!(e.outcome.as_deref(), Some(OUTCOME_UNKNOWN));
 
-            journal::mark_retry(
+            journal::advance(
                 tx,
                 seq,
-                "2100-01-01T00:00:00.000Z",
-                Some(503),
-                "busy",
-                Some(OUTCOME_UNKNOWN),
+                &Event::Retry {
+                    at: "2100-01-01T00:00:00.000Z",
+                    status: Some(503),
+                    error: "busy",
+                    max_attempts: 10,
+                },
             )?;
             let e = journal::get(tx, seq)?.unwrap();
             assert_eq!(e.state, State::Pending);
@@ -432,19 +450,15 @@ fn journal_entry_lifecycle() {
                 (e.last_status, e.last_error.as_deref()),
                 (Some(503), Some("busy"))
             );
-            assert_eq!(e.outcome.as_deref(), Some(OUTCOME_UNKNOWN));
+            assert_eq!(e.stage, Stage::Queued);
 
-            journal::mark_in_flight(tx, seq)?;
+            send(tx, seq)?;
             assert_eq!(journal::get(tx, seq)?.unwrap().attempts, 2);
-            journal::mark_retry(tx, seq, "2100-01-01T00:00:00.000Z", None, "timeout", None)?;
-            let e = journal::get(tx, seq)?.unwrap();
-            assert_eq!((e.outcome, e.last_status), (None, None));
 
-            journal::mark_in_flight(tx, seq)?;
-            journal::mark_failed(tx, seq, Some(422), "invalid number")?;
+            reject(tx, seq, Some(422), "invalid number")?;
             let e = journal::get(tx, seq)?.unwrap();
             assert_eq!(e.state, State::Failed);
-            assert_eq!(e.attempts, 3);
+            assert_eq!(e.attempts, 2);
             assert_eq!(
                 (e.last_status, e.last_error.as_deref()),
                 (Some(422), Some("invalid number"))
@@ -458,15 +472,15 @@ fn journal_entry_lifecycle() {
                 (State::Pending, 0, None)
             );
 
-            journal::mark_in_flight(tx, seq)?;
-            journal::mark_done(tx, seq, None)?;
+            send(tx, seq)?;
+            succeed(tx, seq, None)?;
             let e = journal::get(tx, seq)?.unwrap();
             assert_eq!(e.state, State::Done);
             assert_eq!(e.upstream_id, Some(30), "done without an id keeps the known one");
             assert_eq!(e.outcome, None);
             // Finished entries are not retried or superseded.
             assert_eq!(journal::retry(tx, Some(seq))?, 0);
-            journal::supersede(tx, seq)?;
+            assert!(supersede(tx, seq).is_err());
             assert_eq!(journal::get(tx, seq)?.unwrap().state, State::Done);
             assert_eq!(journal::get(tx, seq + 100)?, None);
             Ok(())
@@ -481,8 +495,8 @@ fn journal_done_records_the_created_id() {
         .write(|tx| {
             let seq = journal::insert(tx, &new_entry("phone_numbers", Op::Create, Some(1)))?;
             assert_eq!(journal::get(tx, seq)?.unwrap().upstream_id, None);
-            journal::mark_in_flight(tx, seq)?;
-            journal::mark_done(tx, seq, Some(777))?;
+            send(tx, seq)?;
+            succeed(tx, seq, Some(777))?;
             assert_eq!(journal::get(tx, seq)?.unwrap().upstream_id, Some(777));
             Ok(())
         })
@@ -501,11 +515,11 @@ fn journal_supersede_active_list_counts_and_retry_all() {
             let d = journal::insert(tx, &new_entry("phone_numbers", Op::Create, Some(5)))?;
             let other = journal::insert(tx, &new_entry("addresses", Op::Create, Some(1)))?;
             assert!(p < f && f < i && i < s && s < d && d < other);
-            journal::mark_failed(tx, f, None, "rejected")?;
-            journal::mark_in_flight(tx, i)?;
-            journal::supersede(tx, s)?;
-            journal::mark_in_flight(tx, d)?;
-            journal::mark_done(tx, d, Some(50))?;
+            reject(tx, f, None, "rejected")?;
+            send(tx, i)?;
+            supersede(tx, s)?;
+            send(tx, d)?;
+            succeed(tx, d, Some(50))?;
             assert_eq!(journal::get(tx, s)?.unwrap().state, State::Superseded);
 
             let active: Vec<i64> = journal::active(tx, "phone_numbers")?
@@ -541,11 +555,12 @@ fn journal_supersede_active_list_counts_and_retry_all() {
             assert_eq!(counts, expected);
             assert_eq!(journal::counts(tx, "smart_numbers")?, []);
 
-            // An in-flight entry can be superseded too.
-            journal::supersede(tx, i)?;
-            assert_eq!(journal::get(tx, i)?.unwrap().state, State::Superseded);
+            // An in-flight entry may have reached upstream: it is never superseded.
+            assert!(supersede(tx, i).is_err());
+            assert_eq!(journal::get(tx, i)?.unwrap().state, State::InFlight);
 
-            // Retry everything: failed and pending entries everywhere, not finished ones.
+            // Retry everything: failed and pending entries everywhere, not finished or
+            // in-flight ones.
             assert_eq!(journal::retry(tx, None)?, 3);
             assert_eq!(journal::get(tx, f)?.unwrap().state, State::Pending);
             assert_eq!(journal::get(tx, d)?.unwrap().state, State::Done);
@@ -564,9 +579,10 @@ fn journal_purge_removes_only_old_finished_entries() {
             let superseded = journal::insert(tx, &new_entry("addresses", Op::Update, Some(2)))?;
             let failed = journal::insert(tx, &new_entry("addresses", Op::Update, Some(3)))?;
             let pending = journal::insert(tx, &new_entry("addresses", Op::Delete, Some(4)))?;
-            journal::mark_done(tx, done, None)?;
-            journal::supersede(tx, superseded)?;
-            journal::mark_failed(tx, failed, None, "x")?;
+            send(tx, done)?;
+            succeed(tx, done, None)?;
+            supersede(tx, superseded)?;
+            reject(tx, failed, None, "x")?;
 
             assert_eq!(journal::purge_finished(tx, "2000-01-01T00:00:00.000Z")?, 0);
             assert_eq!(journal::purge_finished(tx, "2999-01-01T00:00:00.000Z")?, 2);

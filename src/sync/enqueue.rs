@@ -1,8 +1,8 @@
 //! Turning local edits into journal entries: one active entry per changed row, written
 //! before any request is sent; entries whose row changed again are superseded.
 
-use crate::resources::ResourceSpec;
-use crate::store::journal::{self, Entry, NewEntry, Op, State};
+use crate::resources::{describe_value, ResourceSpec};
+use crate::store::journal::{self, Entry, Event, NewEntry, Op, Stage};
 use crate::store::{mirror, Store, StoreError};
 use rusqlite::types::Value;
 use serde_json::Value as Json;
@@ -62,11 +62,44 @@ pub(super) fn journal_values(spec: &ResourceSpec, values: &[Value]) -> String {
     spec.values_to_json(&cleaned)
 }
 
+/// Why a local create cannot be sent: a column outside the resource's scope (the fixed
+/// list filters). Upstream would make the record where this mirror never lists it, the
+/// next walk would drop it, and inserting it again would buy a second one.
+pub(super) fn out_of_scope(
+    spec: &ResourceSpec,
+    scope: &[(&'static str, String)],
+    local_id: i64,
+    values: &[Value],
+) -> Option<String> {
+    scope.iter().find_map(|(column, wanted)| {
+        let i = spec.column_index(column)?;
+        let have = describe_value(&values[i]);
+        (have != *wanted).then(|| {
+            format!(
+                "{} local_id {local_id}: {column} {have} is outside this resource's scope                  (resources.{}.{column} = {wanted}); upstream would create it where this mirror does not list it. \
+                 Set {column} to {wanted}, or delete the row",
+                spec.table, spec.table
+            )
+        })
+    })
+}
+
+/// Supersedes an entry unless its effect upstream may be pending (the lifecycle refuses).
+fn supersede_if_resolved(tx: &rusqlite::Connection, e: &Entry) -> Result<(), StoreError> {
+    if matches!(e.stage, Stage::Queued | Stage::Failed) {
+        journal::advance(tx, e.seq, &Event::Supersede)?;
+    }
+    Ok(())
+}
+
 /// Brings the journal in line with the mirror: one active entry per changed row, stale
-/// ones superseded. Returns the entries due now, the local delete count and the base count.
+/// ones superseded. Returns the entries to send now (all queued ones in a one-shot run,
+/// else those whose backoff has passed), the local delete count and the base count.
 pub(super) fn enqueue(
     store: &mut Store,
     spec: &'static ResourceSpec,
+    scope: &[(&'static str, String)],
+    every_entry: bool,
 ) -> Result<(Vec<Entry>, usize, i64), StoreError> {
     // Nothing changed and nothing waiting: read only, so an idle pass writes nothing
     // (the daemon's change watcher would otherwise wake itself up).
@@ -90,7 +123,8 @@ pub(super) fn enqueue(
                 rejected: spec
                     .validate_local(&m.values)
                     .err()
-                    .map(|e| format!("{} local_id {}: {e}", spec.table, m.local_id)),
+                    .map(|e| format!("{} local_id {}: {e}", spec.table, m.local_id))
+                    .or_else(|| out_of_scope(spec, scope, m.local_id, &m.values)),
             });
         }
         for (m, b) in &changes.updates {
@@ -132,7 +166,7 @@ pub(super) fn enqueue(
         for e in journal::active(tx, spec.table)? {
             let key = key_of(e.op, e.local_id, e.upstream_id);
             if let Some(older) = active.insert(key, e) {
-                journal::supersede(tx, older.seq)?;
+                supersede_if_resolved(tx, &older)?;
             }
         }
         for d in desired {
@@ -140,17 +174,15 @@ pub(super) fn enqueue(
             if let Some(e) = active.remove(&key) {
                 // Unresolved outcome: upstream may hold the effect already; keep the entry
                 // until it is reconciled, and push any newer edit after that.
-                if e.outcome.is_some() || (e.op == d.op && e.payload == d.payload && e.row_values == d.row_values) {
+                if e.stage.unresolved() || (e.op == d.op && e.payload == d.payload && e.row_values == d.row_values) {
                     // A change that cannot be pushed stays failed: `journal retry` must not
                     // turn it into a request (a PUT to Plusofon, which has no update).
-                    if let Some(reason) = d.rejected.as_deref().filter(|_| e.outcome.is_none()) {
-                        if e.state != State::Failed {
-                            journal::mark_failed(tx, e.seq, None, reason)?;
-                        }
+                    if let Some(reason) = d.rejected.as_deref().filter(|_| e.stage == Stage::Queued) {
+                        journal::advance(tx, e.seq, &Event::Reject { status: None, error: reason })?;
                     }
                     continue;
                 }
-                journal::supersede(tx, e.seq)?;
+                supersede_if_resolved(tx, &e)?;
             }
             let seq = journal::insert(
                 tx,
@@ -165,19 +197,20 @@ pub(super) fn enqueue(
             )?;
             if let Some(reason) = d.rejected {
                 tracing::error!(resource = spec.table, local_id = d.local_id, op = %d.op, error = %reason, "change rejected");
-                journal::mark_failed(tx, seq, None, &reason)?;
+                journal::advance(tx, seq, &Event::Reject { status: None, error: &reason })?;
             }
         }
         // Rows that no longer differ from their base (reverted, or already applied).
         for e in active.into_values() {
-            if e.outcome.is_none() {
-                journal::supersede(tx, e.seq)?;
-            }
+            supersede_if_resolved(tx, &e)?;
         }
         let now = crate::store::now_text();
         let due = journal::active(tx, spec.table)?
             .into_iter()
-            .filter(|e| e.state == State::Pending && e.next_attempt_at.as_deref().is_none_or(|t| t <= now.as_str()))
+            .filter(|e| {
+                e.stage == Stage::Queued
+                    && (every_entry || e.next_attempt_at.as_deref().is_none_or(|t| t <= now.as_str()))
+            })
             .collect();
         Ok((due, delete_count, base_count))
     })

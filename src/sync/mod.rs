@@ -3,11 +3,13 @@
 
 mod enqueue;
 pub mod merge;
+mod prepare;
 mod pull;
 mod push;
 mod reconcile;
 mod removal;
 mod report;
+mod resolve;
 mod retry;
 mod writeback;
 
@@ -53,6 +55,9 @@ impl SyncError {
 pub struct CycleOptions {
     /// Push local deletes even beyond `sync.max_delete_fraction`.
     pub allow_mass_delete: bool,
+    /// A one-shot run: every waiting entry is tried now, whatever its backoff says (the
+    /// schedule of the runs is the spacing). The daemon honours each entry's backoff.
+    pub one_shot: bool,
 }
 
 /// Everything one resource's cycle needs.
@@ -163,7 +168,7 @@ impl Engine {
                 if let Err(e) = push::recover(&ctx).await {
                     report.note(e.outcome());
                 }
-                match push::push(&ctx, true).await {
+                match push::push(&ctx).await {
                     Ok((stats, outcome)) => {
                         report.pushed = stats;
                         report.note(outcome);
@@ -222,12 +227,8 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
     if let Err(e) = push::recover(&ctx).await {
         report.note(e.outcome());
     }
-    let mut pulled = false;
     match pull::pull(&ctx).await {
-        Ok(stats) => {
-            report.pulled = Some(stats);
-            pulled = true;
-        }
+        Ok(stats) => report.pulled = Some(stats),
         Err(e) => {
             let msg = e.to_string();
             let resource = ctx.kind.name();
@@ -241,8 +242,9 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
             report.note(e.outcome());
         }
     }
-    // After a failed pull only creates go: updates and deletes wait for a merge.
-    match push::push(&ctx, pulled).await {
+    // Updates and deletes are merged with upstream's current record just before they are
+    // sent (fetch before write), so they go whatever the walk saw.
+    match push::push(&ctx).await {
         Ok((stats, outcome)) => {
             report.pushed = stats;
             report.note(outcome);

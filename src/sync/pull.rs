@@ -6,11 +6,12 @@
 use super::merge::{self, ConflictNote, Merged, MirrorAction};
 use super::report::{Plan, PullStats};
 use super::retry::with_retries;
+use super::writeback::adopt_in;
 use super::{ResourceCtx, SyncError};
 use crate::config::{ConflictPolicy, Settings};
 use crate::resources::ResourceSpec;
 use crate::store::mirror::{BaseRow, MirrorRow};
-use crate::store::{mirror, state, Store, StoreError};
+use crate::store::{content_hash, journal, mirror, state, Store, StoreError};
 use crate::upstream::{Page, ResourceApi, UpstreamError};
 use futures::StreamExt;
 use rusqlite::types::Value;
@@ -23,16 +24,6 @@ use std::time::Instant;
 use super::removal::{apply_removals, confirm_absent, guard_removals};
 /// Walks tried before giving up on a consistent one this cycle.
 const MAX_WALKS: u32 = 3;
-
-/// FNV-1a: stable across builds, so stored hashes stay valid after an upgrade.
-pub fn content_hash(bytes: &[u8]) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h as i64
-}
 
 #[derive(Deserialize)]
 struct IdOnly {
@@ -56,19 +47,25 @@ pub(super) struct Walk {
     total: u64,
     totals_stable: bool,
     repeats: u64,
-    bad: u64,
+    /// Records without a usable id: their absence from the seen set proves nothing.
+    no_id: u64,
+    /// Records with an id whose fields could not be read (counted as seen).
+    unreadable: Vec<String>,
 }
 
 impl Walk {
+    /// Every record was listed exactly once. A record whose fields are unreadable still
+    /// counts as listed: it is a data problem upstream, not churn.
     pub(super) fn consistent(&self) -> bool {
-        self.totals_stable && self.repeats == 0 && self.bad == 0 && self.received == self.total
+        self.totals_stable && self.repeats == 0 && self.no_id == 0 && self.received == self.total
     }
 }
 
 #[derive(Default)]
 struct PageResult {
     repeats: u64,
-    bad: u64,
+    no_id: u64,
+    unreadable: Vec<String>,
     inserted: u64,
     updated: u64,
     unchanged: u64,
@@ -86,31 +83,69 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
     let mut stats = PullStats::default();
 
     let mut walk = run_walk(ctx, false, &mut stats, None).await?;
-    while !walk.consistent() && stats.walks < MAX_WALKS {
+    // Completeness gates removals only: a walk that churned (records added or moved while
+    // it ran) but saw every record the mirror knows needs no second walk.
+    let mut candidates = in_scope_unseen(ctx).await?;
+    while !walk.consistent() && !candidates.is_empty() && stats.walks < MAX_WALKS {
         tracing::info!(
             resource,
             received = walk.received,
             total = walk.total,
             repeats = walk.repeats,
-            "upstream changed during the walk; walking again"
+            unseen = candidates.len(),
+            "upstream changed during the walk; walking again before removing anything"
         );
         walk = run_walk(ctx, false, &mut stats, None).await?;
+        candidates = in_scope_unseen(ctx).await?;
     }
-    if walk.bad > 0 {
-        return Err(SyncError::Postponed(format!(
-            "{resource}: {} record(s) upstream could not be read (see the log); nothing was removed from the mirror this cycle",
-            walk.bad
+    let mut problem = None;
+    if !walk.unreadable.is_empty() {
+        let shown: Vec<&str> = walk.unreadable.iter().take(3).map(String::as_str).collect();
+        let more = walk.unreadable.len().saturating_sub(3);
+        problem = Some(SyncError::NeedsHuman(format!(
+            "{resource}: {} record(s) upstream could not be read and were skipped: {}{}. The rest of the walk was applied; \
+             fix the record upstream",
+            walk.unreadable.len(),
+            shown.join("; "),
+            if more > 0 { format!(" (and {more} more)") } else { String::new() }
         )));
     }
-    if !walk.consistent() {
+    if walk.no_id > 0 {
+        return Err(SyncError::NeedsHuman(format!(
+            "{resource}: {} record(s) upstream have no usable id (see the log); nothing was removed from the mirror this cycle",
+            walk.no_id
+        )));
+    }
+    if !walk.consistent() && !candidates.is_empty() {
         return Err(SyncError::Postponed(format!(
-            "{resource}: upstream kept changing during {} walks (last: {} records received, total {}); removals postponed to the next cycle",
-            stats.walks, walk.received, walk.total
+            "{resource}: upstream kept changing during {} walks (last: {} records received, total {}); {} removal(s) postponed \
+             to the next cycle (local changes were merged and pushed as usual)",
+            stats.walks,
+            walk.received,
+            walk.total,
+            candidates.len()
         )));
     }
 
-    let candidates = ctx.db.call(move |s| mirror::unseen_base(s.conn(), spec)).await?;
-    let confirmed = confirm_absent(ctx, candidates, &mut stats).await?;
+    let (confirmed, still_there) = confirm_absent(ctx, candidates.clone(), &mut stats).await?;
+    if still_there > 0 {
+        // The list says gone, GET says present: upstream's list is broken. Keep every row.
+        tracing::warn!(
+            resource,
+            listed = walk.received,
+            total = walk.total,
+            missing_from_list = candidates.len(),
+            still_present = still_there,
+            "upstream anomaly: records missing from the list still exist; the mirror keeps every row"
+        );
+        return Err(SyncError::Postponed(format!(
+            "{resource}: upstream anomaly: the list returned {} record(s) (total {}), but {still_there} of the {} record(s) \
+             missing from it still exist upstream; nothing was removed. The next cycle checks again",
+            walk.received,
+            walk.total,
+            candidates.len()
+        )));
+    }
     if !confirmed.is_empty() {
         guard_removals(ctx, confirmed.len()).await?;
         let policy = ctx.settings.sync.on_conflict;
@@ -132,7 +167,36 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
         })
         .await?;
     tracing::debug!(resource, rows, "walk complete");
-    Ok(stats)
+    match problem {
+        Some(p) => Err(p),
+        None => Ok(stats),
+    }
+}
+
+/// Base records the walk did not list, except those outside the resource's scope (the
+/// fixed list filters never list them, so their absence proves nothing).
+async fn in_scope_unseen(ctx: &ResourceCtx) -> Result<Vec<i64>, SyncError> {
+    let spec = ctx.api.spec;
+    let scope: Vec<(&'static str, String)> = ctx.api.scope().to_vec();
+    Ok(ctx
+        .db
+        .call(move |s| {
+            let mut out = Vec::new();
+            for id in mirror::unseen_base(s.conn(), spec)? {
+                let in_scope = match mirror::base_by_id(s.conn(), spec, id)? {
+                    Some(base) => scope.iter().all(|(column, wanted)| {
+                        spec.column_index(column)
+                            .is_none_or(|i| crate::resources::describe_value(&base.values[i]) == *wanted)
+                    }),
+                    None => false,
+                };
+                if in_scope {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await?)
 }
 
 /// Dry run of a cycle: walk and merge without writing, then list the pushes.
@@ -255,7 +319,9 @@ pub(super) async fn run_walk(
             .call(move |s| apply_page(s, spec, policy, page_no, records, dry))
             .await?;
         walk.repeats += r.repeats;
-        walk.bad += r.bad;
+        walk.no_id += r.no_id;
+        stats.bad_records += r.no_id + r.unreadable.len() as u64;
+        walk.unreadable.extend(r.unreadable);
         stats.inserted += r.inserted;
         stats.updated += r.updated;
         stats.unchanged += r.unchanged;
@@ -296,7 +362,6 @@ pub(super) async fn run_walk(
     }
     stats.pages += walk.pages;
     stats.records += walk.received;
-    stats.bad_records += walk.bad;
     Ok(walk)
 }
 
@@ -315,7 +380,7 @@ fn apply_page(
         match record_id(raw) {
             Some(id) => parsed.push((id, raw)),
             None => {
-                result.bad += 1;
+                result.no_id += 1;
                 tracing::warn!(resource = spec.table, page = page_no, record = %crate::resources::truncate(raw.get(), 120),
                     "upstream record has no usable id; skipped");
             }
@@ -324,6 +389,19 @@ fn apply_page(
     let ids: Vec<i64> = parsed.iter().map(|(id, _)| *id).collect();
     let body = |conn: &Connection, result: &mut PageResult| -> Result<(), StoreError> {
         let hashes = mirror::base_hashes(conn, spec, &ids)?;
+        // Creates whose effect upstream is not known yet: a new record that matches one is
+        // the record it made, adopted here instead of being copied in as someone else's.
+        let mut unresolved: Vec<(journal::Entry, Vec<Value>)> = match dry {
+            true => Vec::new(),
+            false => journal::active(conn, spec.table)?
+                .into_iter()
+                .filter(|e| e.op == journal::Op::Create && e.stage.unresolved())
+                .filter_map(|e| {
+                    let sent = spec.values_from_json(&e.row_values).ok()?;
+                    Some((e, sent))
+                })
+                .collect(),
+        };
         result.repeats = mirror::mark_seen(conn, spec, &ids)? as u64;
         // Whether a record has a base snapshot or a mirror row is known per page, so a new
         // record costs no lookups.
@@ -350,8 +428,9 @@ fn apply_page(
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    result.bad += 1;
-                    tracing::warn!(resource = spec.table, id, page = page_no, error = %e, "upstream record skipped");
+                    tracing::warn!(resource = spec.table, id, page = page_no, error = %e,
+                        "upstream record unreadable; skipped (a data problem upstream)");
+                    result.unreadable.push(format!("id {id}: {e}"));
                     continue;
                 }
             };
@@ -367,6 +446,22 @@ fn apply_page(
                 Some(b) => Some(with_own_pushes(conn, spec, b, &record.values, local.as_ref())?),
                 None => None,
             };
+            if base.is_none() && local.is_none() {
+                let made_by = unresolved
+                    .iter()
+                    .position(|(_, sent)| spec.changed_writable(&record.values, sent).is_empty());
+                if let Some(pos) = made_by {
+                    let (entry, sent) = unresolved.swap_remove(pos);
+                    tracing::info!(
+                        resource = spec.table,
+                        seq = entry.seq,
+                        id,
+                        "the walk found the record an unresolved create made; adopted it"
+                    );
+                    adopt_in(conn, spec, &entry, &sent, &record, raw.get())?;
+                    continue;
+                }
+            }
             let merged = merge::merge_present(spec, policy, &record, base.as_ref(), local.as_ref());
             result.conflicts += merged.conflicts.len() as u64;
             if dry {
@@ -417,7 +512,7 @@ fn apply_page(
 /// Own updates are the journal's update entries for the record that were sent (attempts > 0),
 /// are not done (a done one wrote the base back) and were last touched after the base was
 /// written (an older one's effect is in the base already).
-fn with_own_pushes(
+pub(super) fn with_own_pushes(
     conn: &Connection,
     spec: &ResourceSpec,
     mut base: BaseRow,

@@ -1,27 +1,31 @@
-//! Push: turn local edits into journal entries (written before any request), then send
-//! them with bounded retries; write results back without overwriting edits made meanwhile.
-//! A create whose outcome is unknown is looked for upstream by its natural key before it
-//! is ever sent again.
+//! Push: bring the journal in line with the mirror (entries written before any request),
+//! then take each due entry one step further through its lifecycle: resolve an unresolved
+//! create, merge an update or delete with upstream's current record, send, and record what
+//! the answer proves. The moves themselves are the lifecycle's (`store::journal::lifecycle`).
 
+use super::enqueue::{enqueue, journal_values, sent_values};
+use super::prepare::{fetch_before_write, Prepared, Settled};
 use super::report::{Outcome, PushStats};
+use super::resolve::{self, Resolved};
 use super::retry::{delay, MAX_INLINE_WAIT};
+use super::writeback::{adopt, parse_answer, write_back_update};
 use super::{ResourceCtx, SyncError};
-use crate::store::journal::{self, Entry, Op, State, OUTCOME_CREATED, OUTCOME_UNKNOWN};
+use crate::store::journal::{self, Entry, Event, Op, Stage};
 use crate::store::{mirror, StoreError};
-use crate::upstream::{CreateOutcome, DeleteOutcome};
+use crate::upstream::{CreateOutcome, DeleteOutcome, UpstreamError, WriteEffect};
 use futures::StreamExt;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 
-use super::enqueue::{enqueue, journal_values, sent_values};
-use super::reconcile::reconcile_create;
-use super::writeback::{adopt, parse_answer, write_back_update};
-
+/// What became of one entry in this pass.
 enum Executed {
     Done(Op),
     Failed,
+    /// Still waiting (a retry, a lookup, a settle time).
     Pending,
-    /// The row changed after the entry was made: superseded, not sent stale.
+    /// Nothing was sent: upstream already holds the change, or the merge kept upstream's.
+    Settled,
+    /// Nothing was sent: the row changed after the entry was made; a later pass sends it.
     Stale,
 }
 
@@ -43,7 +47,7 @@ async fn superseded_if_stale(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, S
                 _ => false,
             };
             if stale {
-                s.write(|tx| journal::supersede(tx, e.seq))?;
+                s.write(|tx| journal::advance(tx, e.seq, &Event::Supersede))?;
             }
             Ok(stale)
         })
@@ -55,51 +59,18 @@ async fn superseded_if_stale(ctx: &ResourceCtx, entry: &Entry) -> Result<bool, S
     Ok(stale)
 }
 
-/// Resolves entries left in flight by an earlier run (killed, or the answer was lost).
+/// Resolves creates left unresolved by earlier passes or runs (see [`resolve`]).
 pub async fn recover(ctx: &ResourceCtx) -> Result<(), SyncError> {
-    let resource = ctx.kind.name();
-    let entries = ctx.db.call(move |s| journal::active(s.conn(), resource)).await?;
-    for entry in entries {
-        let unresolved = entry.state == State::InFlight || entry.outcome.is_some();
-        if !unresolved {
-            continue;
-        }
-        match entry.op {
-            Op::Create => {
-                if !reconcile_create(ctx, &entry).await? {
-                    let seq = entry.seq;
-                    let note = "not found upstream after an unknown outcome; safe to send again";
-                    ctx.db
-                        .call(move |s| {
-                            journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, note, None)
-                        })
-                        .await?;
-                }
-            }
-            // Updates and deletes are safe to repeat.
-            Op::Update | Op::Delete => {
-                let seq = entry.seq;
-                let note = entry
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "interrupted; will send again".into());
-                ctx.db
-                    .call(move |s| {
-                        journal::mark_retry(s.conn(), seq, &crate::store::now_text(), None, &note, None)
-                    })
-                    .await?;
-            }
-        }
-    }
-    Ok(())
+    resolve::resolve_all(ctx).await.map(|_| ())
 }
 
-/// Pushes due journal entries. `merged_with_upstream` is false when this cycle's pull
-/// failed: updates and deletes then wait, since the merge could not weigh them against
-/// upstream's current state (the conflict policy would be skipped); creates still go.
-pub async fn push(ctx: &ResourceCtx, merged_with_upstream: bool) -> Result<(PushStats, Outcome), SyncError> {
+/// Pushes due journal entries: one pass over the resource's local changes.
+pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> {
     let spec = ctx.api.spec;
-    let (due, delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec)).await?;
+    resolve::claim_abandoned(ctx).await?;
+    let scope: Vec<(&'static str, String)> = ctx.api.scope().to_vec();
+    let one_shot = ctx.opts.one_shot;
+    let (due, delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec, &scope, one_shot)).await?;
     let mut outcome = Outcome::Ok;
     let fraction = ctx.settings.sync.max_delete_fraction;
     let guard_deletes =
@@ -112,44 +83,39 @@ pub async fn push(ctx: &ResourceCtx, merged_with_upstream: bool) -> Result<(Push
             spec.table
         ));
     }
-    let (runnable, deferred): (Vec<Entry>, Vec<Entry>) = due
+    let runnable: Vec<Entry> = due
         .into_iter()
         .filter(|e| !(guard_deletes && e.op == Op::Delete))
-        .partition(|e| merged_with_upstream || e.op == Op::Create || e.outcome.is_some());
-    if !deferred.is_empty() {
-        note(
-            &mut outcome,
-            Outcome::Transient(format!(
-                "{}: {} update(s)/delete(s) wait for a complete pull, so they can be merged with upstream first",
-                spec.table,
-                deferred.len()
-            )),
-        );
-    }
+        .collect();
     let results: Vec<Executed> = futures::stream::iter(runnable)
         .map(|e| execute(ctx, e))
         .buffer_unordered(ctx.settings.sync.concurrency)
         .collect()
         .await;
     let mut stats = PushStats::default();
-    let mut stale = 0u64;
     let resource = spec.table;
+    let stale = results.iter().filter(|r| matches!(r, Executed::Stale)).count();
+    if stale > 0 {
+        note(
+            &mut outcome,
+            Outcome::Transient(format!(
+                "{resource}: {stale} row(s) changed while their push waited; a later run pushes the newer values"
+            )),
+        );
+    }
     for r in &results {
         let (op, outcome) = match r {
             Executed::Done(op) => (op.as_str(), "done"),
             Executed::Failed => ("any", "failed"),
             Executed::Pending => ("any", "retry"),
-            Executed::Stale => ("any", "superseded"),
+            Executed::Settled | Executed::Stale => ("any", "superseded"),
         };
         crate::telemetry::push(resource, op, outcome);
-    }
-    for r in results {
         match r {
             Executed::Done(Op::Create) => stats.created += 1,
             Executed::Done(Op::Update) => stats.updated += 1,
             Executed::Done(Op::Delete) => stats.deleted += 1,
-            Executed::Stale => stale += 1,
-            Executed::Failed | Executed::Pending => {}
+            _ => {}
         }
     }
     let (active, counts) = ctx
@@ -164,7 +130,7 @@ pub async fn push(ctx: &ResourceCtx, merged_with_upstream: bool) -> Result<(Push
     for (state, n) in counts {
         crate::telemetry::journal_depth(resource, state, n);
     }
-    let failed: Vec<&Entry> = active.iter().filter(|e| e.state == State::Failed).collect();
+    let failed: Vec<&Entry> = active.iter().filter(|e| e.stage.needs_human()).collect();
     stats.failed = failed.len() as u64;
     stats.pending = active.len() as u64 - stats.failed;
     if !failed.is_empty() {
@@ -187,24 +153,29 @@ pub async fn push(ctx: &ResourceCtx, merged_with_upstream: bool) -> Result<(Push
             String::new()
         };
         note(&mut outcome, Outcome::NeedsHuman(format!(
-            "{resource}: {} change(s) rejected: {}{more}. Fix the rows (the fix supersedes the entry), or see `restsync journal --state failed`",
+            "{resource}: {} change(s) need a person: {}{more}. Fix the rows (the fix supersedes the entry), or see `restsync journal --state failed`",
             failed.len(),
             first.join("; ")
         )));
     }
-    if stale > 0 {
-        note(
-            &mut outcome,
-            Outcome::Transient(format!(
-                "{resource}: {stale} row(s) changed while their push waited; a later run pushes the newer values"
-            )),
-        );
-    }
     if stats.pending > 0 {
+        let accepted = active.iter().filter(|e| e.stage == Stage::Accepted).count();
+        let unknown = active.iter().filter(|e| e.stage == Stage::Unknown).count();
+        let mut detail = String::new();
+        if accepted > 0 {
+            detail.push_str(&format!(
+                " ({accepted} accepted upstream and being identified; never sent again)"
+            ));
+        }
+        if unknown > 0 {
+            detail.push_str(&format!(
+                " ({unknown} with an unknown outcome, looked for upstream before anything is re-sent)"
+            ));
+        }
         note(
             &mut outcome,
             Outcome::Transient(format!(
-                "{resource}: {} change(s) still pending; a later run will retry them",
+                "{resource}: {} change(s) still pending{detail}; a later run will retry them",
                 stats.pending
             )),
         );
@@ -224,97 +195,230 @@ fn note(current: &mut Outcome, new: Outcome) {
     }
 }
 
-async fn execute(ctx: &ResourceCtx, mut entry: Entry) -> Executed {
-    // Shutting down: start no new request; the entry stays pending for the next start.
+async fn execute(ctx: &ResourceCtx, entry: Entry) -> Executed {
+    // Shutting down: start no new request; the entry stays for the next start.
     if ctx.shutdown.is_cancelled() {
         return Executed::Pending;
     }
-    match execute_inner(ctx, &mut entry).await {
+    let (seq, op) = (entry.seq, entry.op);
+    match execute_inner(ctx, entry).await {
         Ok(r) => r,
         // An entry that cannot be read back would fail the same way forever: a person
         // must look at it.
-        Err(SyncError::Store(e @ crate::store::StoreError::Corrupt { .. })) => {
-            let (seq, message) = (entry.seq, e.to_string());
-            tracing::error!(resource = %ctx.kind, seq, op = %entry.op, error = %message, "journal entry unreadable");
+        Err(SyncError::Store(e @ StoreError::Corrupt { .. })) => {
+            let message = e.to_string();
+            tracing::error!(resource = %ctx.kind, seq, %op, error = %message, "journal entry unreadable");
             let _ = ctx
                 .db
-                .call(move |s| journal::mark_failed(s.conn(), seq, None, &message))
+                .call(move |s| {
+                    journal::advance(
+                        s.conn(),
+                        seq,
+                        &Event::Reject {
+                            status: None,
+                            error: &message,
+                        },
+                    )
+                })
                 .await;
             Executed::Failed
         }
         Err(e) => {
-            tracing::error!(resource = %ctx.kind, seq = entry.seq, op = %entry.op, error = %e, "push interrupted");
+            tracing::warn!(resource = %ctx.kind, seq, %op, error = %e, "push interrupted; the entry waits for a later pass");
             Executed::Pending
         }
     }
 }
 
-async fn execute_inner(ctx: &ResourceCtx, entry: &mut Entry) -> Result<Executed, SyncError> {
+/// Takes one entry as far as it can go in this pass.
+async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, SyncError> {
     let spec = ctx.api.spec;
     let sync = &ctx.settings.sync;
-    let sent = sent_values(spec, entry)?;
-    let payload: serde_json::Map<String, Json> =
-        serde_json::from_str(&entry.payload).map_err(|e| StoreError::Corrupt {
-            seq: entry.seq,
-            message: e.to_string(),
-        })?;
     let mut attempt = 0u32;
     loop {
-        if entry.outcome.is_none() && superseded_if_stale(ctx, entry).await? {
+        if ctx.shutdown.is_cancelled() {
+            return Ok(Executed::Pending);
+        }
+        // An unknown outcome is resolved before anything is sent again.
+        if entry.stage.unresolved() {
+            match resolve::resolve(ctx, &entry).await? {
+                Resolved::Found => return Ok(Executed::Done(Op::Create)),
+                Resolved::SafeToSend => {}
+                Resolved::Waiting => return Ok(Executed::Pending),
+                Resolved::GaveUp => return Ok(Executed::Failed),
+            }
+            entry = reload(ctx, entry.seq).await?;
+        }
+        if entry.stage != Stage::Queued {
+            return Ok(Executed::Pending);
+        }
+        if (entry.op == Op::Create || !ctx.api.can_get()) && superseded_if_stale(ctx, &entry).await? {
             return Ok(Executed::Stale);
         }
-        if entry.op == Op::Create && entry.outcome.is_some() && reconcile_create(ctx, entry).await? {
-            return Ok(Executed::Done(Op::Create));
+        if entry.op != Op::Create && ctx.api.can_get() {
+            match fetch_before_write(ctx, entry.clone()).await {
+                Ok(Prepared::Send(rebased)) => entry = *rebased,
+                Ok(Prepared::Settled(Settled::AlreadyUpstream)) => {
+                    tracing::info!(resource = spec.table, id = entry.upstream_id, op = %entry.op,
+                        "upstream already holds this change");
+                    return Ok(Executed::Done(entry.op));
+                }
+                Ok(Prepared::Settled(Settled::Stale)) => return Ok(Executed::Stale),
+                Ok(Prepared::Settled(_)) => return Ok(Executed::Settled),
+                Err(SyncError::Upstream(e)) if e.is_retryable() => {
+                    return retry_later(ctx, &entry, &e, attempt, false).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        let sent = sent_values(spec, &entry)?;
+        let payload: serde_json::Map<String, Json> =
+            serde_json::from_str(&entry.payload).map_err(|e| StoreError::Corrupt {
+                seq: entry.seq,
+                message: e.to_string(),
+            })?;
         let seq = entry.seq;
         ctx.db
-            .call(move |s| journal::mark_in_flight(s.conn(), seq))
+            .call(move |s| journal::advance(s.conn(), seq, &Event::Send))
             .await?;
-        let result = send(ctx, entry, &payload, &sent).await;
-        match result {
+        let started = chrono::Utc::now();
+        let result = send(ctx, &entry, &payload, &sent).await;
+        let error = match result {
             Ok(done) => return Ok(done),
-            Err(SyncError::Upstream(e)) if e.is_retryable() => {
-                let outcome = if e.outcome_unknown() || entry.outcome.is_some() {
-                    Some(OUTCOME_UNKNOWN)
+            Err(SyncError::Upstream(e)) => e,
+            Err(other) => return Err(other),
+        };
+        let (msg, status) = (error.to_string(), error.status());
+        let effect = if entry.op == Op::Create {
+            error.write_effect()
+        } else {
+            WriteEffect::None
+        };
+        match effect {
+            WriteEffect::MayHaveHappened | WriteEffect::MayStillBeInProgress => {
+                let settle_at = if effect == WriteEffect::MayHaveHappened {
+                    crate::store::now_text()
                 } else {
-                    None
+                    resolve::settle_at(ctx, started)
                 };
-                entry.outcome = outcome.map(str::to_string);
-                let what = format!("{} {} local_id {:?}", spec.table, entry.op, entry.local_id);
-                let wait = delay(sync.retry_base, attempt, &e, sync.max_retry_after, &what);
-                attempt += 1;
-                let next_at = (chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let msg = e.to_string();
-                let status = e.status();
-                tracing::warn!(resource = spec.table, seq, local_id = entry.local_id, op = %entry.op, error = %msg,
-                    attempt, "push failed; will retry");
+                tracing::warn!(resource = spec.table, seq, local_id = entry.local_id, error = %msg, settle_at,
+                    "create's outcome unknown; it is looked for upstream before anything is sent again");
                 ctx.db
-                    .call(move |s| journal::mark_retry(s.conn(), seq, &next_at, status, &msg, outcome))
+                    .call(move |s| {
+                        journal::advance(
+                            s.conn(),
+                            seq,
+                            &Event::OutcomeUnknown {
+                                settle_at: &settle_at,
+                                status,
+                                error: &msg,
+                            },
+                        )
+                    })
                     .await?;
-                if attempt >= sync.max_attempts_per_run || wait > MAX_INLINE_WAIT {
-                    return Ok(Executed::Pending);
+                match resolve::resolve_soon(ctx, seq).await? {
+                    Resolved::SafeToSend if attempt + 1 < sync.max_attempts_per_run => {
+                        attempt += 1;
+                        entry = reload(ctx, seq).await?;
+                        continue;
+                    }
+                    Resolved::SafeToSend => return Ok(Executed::Pending),
+                    other => return finish_resolution(other),
                 }
-                tokio::time::sleep(wait).await;
             }
-            Err(SyncError::Upstream(e)) => {
-                let msg = e.to_string();
-                let status = e.status();
+            WriteEffect::None if error.is_retryable() => {
+                match retry_later(ctx, &entry, &error, attempt, true).await? {
+                    Executed::Pending if attempt + 1 < sync.max_attempts_per_run => {
+                        let wait = delay(sync.retry_base, attempt, &error, sync.max_retry_after, "");
+                        if wait > MAX_INLINE_WAIT {
+                            return Ok(Executed::Pending);
+                        }
+                        tokio::select! {
+                            _ = ctx.shutdown.cancelled() => return Ok(Executed::Pending),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        attempt += 1;
+                        entry = reload(ctx, seq).await?;
+                    }
+                    other => return Ok(other),
+                }
+            }
+            WriteEffect::None => {
                 tracing::error!(resource = spec.table, seq, local_id = entry.local_id, id = entry.upstream_id,
                     op = %entry.op, error = %msg, "push rejected by upstream");
                 ctx.db
-                    .call(move |s| journal::mark_failed(s.conn(), seq, status, &msg))
+                    .call(move |s| journal::advance(s.conn(), seq, &Event::Reject { status, error: &msg }))
                     .await?;
                 return Ok(Executed::Failed);
             }
-            Err(other) => return Err(other),
         }
     }
 }
 
+fn finish_resolution(r: Resolved) -> Result<Executed, SyncError> {
+    Ok(match r {
+        Resolved::Found => Executed::Done(Op::Create),
+        Resolved::GaveUp => Executed::Failed,
+        Resolved::SafeToSend | Resolved::Waiting => Executed::Pending,
+    })
+}
+
+async fn reload(ctx: &ResourceCtx, seq: i64) -> Result<Entry, SyncError> {
+    ctx.db
+        .call(move |s| journal::get(s.conn(), seq))
+        .await?
+        .ok_or_else(|| {
+            SyncError::Store(StoreError::Corrupt {
+                seq,
+                message: "entry vanished".into(),
+            })
+        })
+}
+
+/// Records a failure that proves nothing happened upstream; the entry waits for its next
+/// attempt (or, past `sync.max_attempts`, fails for a person).
+async fn retry_later(
+    ctx: &ResourceCtx,
+    entry: &Entry,
+    error: &UpstreamError,
+    attempt: u32,
+    sent: bool,
+) -> Result<Executed, SyncError> {
+    let sync = &ctx.settings.sync;
+    let spec = ctx.api.spec;
+    let what = format!("{} {} local_id {:?}", spec.table, entry.op, entry.local_id);
+    let wait = delay(sync.retry_base, attempt, error, sync.max_retry_after, &what);
+    let at = (chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (seq, msg, status, max_attempts) = (entry.seq, error.to_string(), error.status(), sync.max_attempts);
+    tracing::warn!(resource = spec.table, seq, local_id = entry.local_id, op = %entry.op, error = %msg,
+        attempt, sent, "push failed; will retry");
+    let stage = ctx
+        .db
+        .call(move |s| {
+            journal::advance(
+                s.conn(),
+                seq,
+                &Event::Retry {
+                    at: &at,
+                    status,
+                    error: &msg,
+                    max_attempts,
+                },
+            )
+        })
+        .await?;
+    if stage == Stage::Failed {
+        tracing::error!(resource = spec.table, seq, local_id = entry.local_id, op = %entry.op,
+            max_attempts, "push kept failing; gave up until `restsync journal retry`");
+        return Ok(Executed::Failed);
+    }
+    Ok(Executed::Pending)
+}
+
 async fn send(
     ctx: &ResourceCtx,
-    entry: &mut Entry,
+    entry: &Entry,
     payload: &serde_json::Map<String, Json>,
     sent: &[Value],
 ) -> Result<Executed, SyncError> {
@@ -331,26 +435,12 @@ async fn send(
                 Ok(Executed::Done(Op::Create))
             }
             CreateOutcome::Accepted => {
-                // Plusofon answers without an id: find what it made by listing.
-                entry.outcome = Some(OUTCOME_CREATED.into());
-                let note = "accepted upstream; identifying the created record";
+                // Plusofon answers without an id: find what it made by listing. Whatever
+                // the lookups find, this create is never sent again.
                 ctx.db
-                    .call(move |s| {
-                        journal::mark_retry(
-                            s.conn(),
-                            seq,
-                            &crate::store::now_text(),
-                            None,
-                            note,
-                            Some(OUTCOME_CREATED),
-                        )
-                    })
+                    .call(move |s| journal::advance(s.conn(), seq, &Event::Accept))
                     .await?;
-                if reconcile_create(ctx, entry).await? {
-                    Ok(Executed::Done(Op::Create))
-                } else {
-                    Ok(Executed::Pending)
-                }
+                finish_resolution(resolve::resolve_soon(ctx, seq).await?)
             }
         },
         Op::Update => {
@@ -380,7 +470,14 @@ async fn send(
                 .call(move |s| {
                     s.write(|tx| {
                         mirror::delete_base(tx, spec, id)?;
-                        journal::mark_done(tx, seq, Some(id))
+                        journal::advance(
+                            tx,
+                            seq,
+                            &Event::Succeed {
+                                upstream_id: Some(id),
+                            },
+                        )?;
+                        Ok(())
                     })
                 })
                 .await?;

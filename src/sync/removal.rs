@@ -14,19 +14,21 @@ use super::pull::{apply_mirror_action, record_conflicts, run_walk};
 const CONFIRM_BY_GET_MAX: usize = 50;
 
 /// Confirms that records missing from a walk are really gone: by GET when there are few
-/// and the API has one, else by a second complete walk.
+/// and the API has one, else by a second complete walk. Returns the confirmed ids and how
+/// many of the candidates turned out to still exist (an anomaly of upstream's list).
 pub(super) async fn confirm_absent(
     ctx: &ResourceCtx,
     candidates: Vec<i64>,
     stats: &mut PullStats,
-) -> Result<Vec<i64>, SyncError> {
+) -> Result<(Vec<i64>, usize), SyncError> {
     if candidates.is_empty() {
-        return Ok(candidates);
+        return Ok((candidates, 0));
     }
     let spec = ctx.api.spec;
     let sync = &ctx.settings.sync;
     if spec.upstream == UpstreamName::Firstline && candidates.len() <= CONFIRM_BY_GET_MAX {
         let mut gone = Vec::new();
+        let asked = candidates.len();
         for id in candidates {
             let what = format!("{} get {id}", spec.table);
             let found = with_retries(
@@ -41,7 +43,8 @@ pub(super) async fn confirm_absent(
                 gone.push(id);
             }
         }
-        return Ok(gone);
+        let still_there = asked - gone.len();
+        return Ok((gone, still_there));
     }
     let walk = run_walk(ctx, false, stats, None).await?;
     if !walk.consistent() {
@@ -57,7 +60,11 @@ pub(super) async fn confirm_absent(
         .await?
         .into_iter()
         .collect();
-    Ok(candidates.into_iter().filter(|id| unseen.contains(id)).collect())
+    // Only what both walks missed goes.
+    Ok((
+        candidates.into_iter().filter(|id| unseen.contains(id)).collect(),
+        0,
+    ))
 }
 
 pub(super) async fn guard_removals(ctx: &ResourceCtx, removals: usize) -> Result<(), SyncError> {

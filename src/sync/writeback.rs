@@ -2,11 +2,10 @@
 //! overwriting what the user changed while the request was in flight.
 
 use super::enqueue::sent_values;
-use super::pull::content_hash;
 use super::SyncError;
 use crate::resources::{Record, ResourceSpec};
 use crate::store::journal::{self, Entry};
-use crate::store::{mirror, Store, StoreError};
+use crate::store::{content_hash, mirror, Store, StoreError};
 use crate::upstream::UpstreamError;
 use rusqlite::types::Value;
 use rusqlite::Connection;
@@ -74,7 +73,14 @@ fn settle(
 ) -> Result<(), StoreError> {
     let hash = content_hash(raw.as_bytes());
     mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, hash)?;
-    journal::mark_done(tx, seq, Some(record.id))
+    journal::advance(
+        tx,
+        seq,
+        &journal::Event::Succeed {
+            upstream_id: Some(record.id),
+        },
+    )?;
+    Ok(())
 }
 
 /// Links a created record to the local row the entry came from.

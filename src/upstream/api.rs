@@ -44,6 +44,17 @@ impl ResourceApi {
         }
     }
 
+    /// The fixed list filters: the scope every record of this resource lives in.
+    pub fn scope(&self) -> &[(&'static str, String)] {
+        &self.filters
+    }
+
+    /// Whether a single record can be read back (`GET {path}/{id}`): Firstline's can,
+    /// Plusofon has no such endpoint.
+    pub fn can_get(&self) -> bool {
+        self.spec.upstream == UpstreamName::Firstline
+    }
+
     pub fn upstream(&self) -> &'static str {
         self.client.name()
     }
@@ -131,7 +142,14 @@ impl ResourceApi {
         if self.spec.create_returns_record {
             self.data_of(&bytes).map(CreateOutcome::Record)
         } else {
-            self.success_of(&bytes).map(|()| CreateOutcome::Accepted)
+            // Only the documented `{"success": true}` says the create was accepted; anything
+            // else is an answer we cannot read (and its outcome is unknown).
+            let json: Json = serde_json::from_slice(&bytes)
+                .map_err(|e| self.malformed(format!("{}: {e}", self.spec.table)))?;
+            match json.get("success") {
+                Some(Json::Bool(true)) => Ok(CreateOutcome::Accepted),
+                _ => Err(self.api_error(&json)),
+            }
         }
     }
 

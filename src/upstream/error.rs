@@ -32,6 +32,18 @@ pub enum UpstreamError {
     Malformed { upstream: &'static str, message: String },
 }
 
+/// What a write that failed may have done upstream, as far as the answer tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// Upstream refused it or never got it.
+    None,
+    /// Answered (a 5xx): finished, perhaps after taking effect.
+    MayHaveHappened,
+    /// Unanswered, or answered unreadably: it may still be in progress upstream for up to
+    /// the request timeout.
+    MayStillBeInProgress,
+}
+
 impl UpstreamError {
     /// Worth trying again later: timeouts, connection errors, 5xx, 429, garbled bodies.
     pub fn is_retryable(&self) -> bool {
@@ -39,18 +51,25 @@ impl UpstreamError {
             UpstreamError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
             // Plusofon's bodies carry their own code; "User not found" comes as code 500, so
             // only a rate-limit code is taken as passing.
-            UpstreamError::Api { code, .. } => *code == 429,
+            UpstreamError::Api { code, .. } => *code == 429 || *code == 503,
             UpstreamError::Transport { .. } | UpstreamError::Malformed { .. } => true,
         }
     }
 
-    /// The request may have taken effect upstream without us learning its result.
-    pub fn outcome_unknown(&self) -> bool {
+    /// What a failed write may have done upstream.
+    pub fn write_effect(&self) -> WriteEffect {
         match self {
-            UpstreamError::Transport { maybe_sent, .. } => *maybe_sent,
-            UpstreamError::Malformed { .. } => true,
-            UpstreamError::Http { status, .. } => *status == 502 || *status == 504,
-            UpstreamError::Api { .. } => false,
+            // A timeout or a connection dropped after sending: upstream may still be
+            // working on it.
+            UpstreamError::Transport { maybe_sent: true, .. } => WriteEffect::MayStillBeInProgress,
+            UpstreamError::Transport { .. } => WriteEffect::None,
+            // A success status whose body we could not read (a proxy's page, a truncated
+            // body): it may or may not have been done. Treated like an unanswered request,
+            // so a lagging list has the same time to show the record before a re-send.
+            UpstreamError::Malformed { .. } => WriteEffect::MayStillBeInProgress,
+            // An answered 5xx: the request is over, but it may have done its work first.
+            UpstreamError::Http { status, .. } if *status >= 500 => WriteEffect::MayHaveHappened,
+            UpstreamError::Http { .. } | UpstreamError::Api { .. } => WriteEffect::None,
         }
     }
 

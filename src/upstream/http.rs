@@ -181,6 +181,17 @@ impl Client {
             }
             return Ok((status, bytes));
         }
+        // Plusofon's own error body says what went wrong whatever the HTTP status it came
+        // with ("User not found" arrives as HTTP 500 with code 500): its content decides.
+        if self.name == "plusofon" && status != StatusCode::TOO_MANY_REQUESTS {
+            if let Some((code, message)) = plusofon_error(&bytes) {
+                return Err(UpstreamError::Api {
+                    upstream: self.name,
+                    code,
+                    message,
+                });
+            }
+        }
         Err(UpstreamError::Http {
             upstream: self.name,
             status: status.as_u16(),
@@ -213,6 +224,15 @@ impl Client {
             maybe_sent,
         }
     }
+}
+
+/// Plusofon's documented error body: `{"message": "...", "code": N}`.
+fn plusofon_error(bytes: &[u8]) -> Option<(i64, String)> {
+    let json: Json = serde_json::from_slice(bytes).ok()?;
+    let obj = json.as_object()?;
+    let message = obj.get("message")?.as_str()?.to_string();
+    let code = obj.get("code")?.as_i64()?;
+    Some((code, message))
 }
 
 fn parse_retry_after(v: &str) -> Option<Duration> {
@@ -371,5 +391,11 @@ mod tests {
         assert_eq!(error_message(b"", StatusCode::NOT_FOUND), "Not Found");
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            plusofon_error(br#"{"message": "User not found", "code": 500}"#),
+            Some((500, "User not found".to_string()))
+        );
+        assert_eq!(plusofon_error(br#"{"message": "Server Error"}"#), None);
+        assert_eq!(plusofon_error(b"<html>502</html>"), None);
     }
 }

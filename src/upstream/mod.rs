@@ -7,6 +7,6 @@ mod http;
 pub mod page;
 
 pub use api::{CreateOutcome, DeleteOutcome, ResourceApi};
-pub use error::UpstreamError;
+pub use error::{UpstreamError, WriteEffect};
 pub use http::Client;
 pub use page::Page;

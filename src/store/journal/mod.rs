@@ -1,4 +1,9 @@
 //! The change journal: durable records of every push, written before the request is sent.
+//! How an entry moves from stage to stage is decided in [`lifecycle`] alone.
+
+pub mod lifecycle;
+
+pub use lifecycle::{Actor, Event, IllegalTransition, Stage, OUTCOME_CREATED, OUTCOME_UNKNOWN};
 
 use super::{now_text, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -87,11 +92,6 @@ impl FromStr for State {
     }
 }
 
-/// What is known about a request that may have reached upstream.
-pub const OUTCOME_UNKNOWN: &str = "unknown";
-/// Upstream accepted a create; the record it made is not identified yet.
-pub const OUTCOME_CREATED: &str = "created";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub seq: i64,
@@ -104,6 +104,8 @@ pub struct Entry {
     /// JSON array of the mirror row's values the payload was computed from.
     pub row_values: String,
     pub state: State,
+    /// Where the entry is in its lifecycle (`state` and `outcome` together).
+    pub stage: Stage,
     pub outcome: Option<String>,
     pub attempts: i64,
     pub next_attempt_at: Option<String>,
@@ -111,6 +113,10 @@ pub struct Entry {
     pub last_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Unknown outcome: a lookup miss counts only after this time.
+    pub settle_at: Option<String>,
+    /// When upstream accepted a create it did not identify.
+    pub accepted_at: Option<String>,
 }
 
 pub struct NewEntry<'a> {
@@ -123,7 +129,7 @@ pub struct NewEntry<'a> {
 }
 
 const COLUMNS: &str = "seq, resource, op, local_id, upstream_id, payload, row_values, state, outcome, \
-    attempts, next_attempt_at, last_status, last_error, created_at, updated_at";
+    attempts, next_attempt_at, last_status, last_error, created_at, updated_at, settle_at, accepted_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Entry, String, String)> {
     let op: String = r.get(2)?;
@@ -138,6 +144,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Entry, String, String)> {
             payload: r.get(5)?,
             row_values: r.get(6)?,
             state: State::Pending,
+            stage: Stage::Queued,
             outcome: r.get(8)?,
             attempts: r.get(9)?,
             next_attempt_at: r.get(10)?,
@@ -145,6 +152,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Entry, String, String)> {
             last_error: r.get(12)?,
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
+            settle_at: r.get(15)?,
+            accepted_at: r.get(16)?,
         },
         op,
         state,
@@ -159,6 +168,10 @@ fn finish(raw: (Entry, String, String)) -> Result<Entry> {
     e.state = state
         .parse()
         .map_err(|message| StoreError::Corrupt { seq: e.seq, message })?;
+    e.stage = Stage::from_columns(&state, e.outcome.as_deref()).ok_or_else(|| StoreError::Corrupt {
+        seq: e.seq,
+        message: format!("unknown outcome {:?} for state {state}", e.outcome),
+    })?;
     Ok(e)
 }
 
@@ -205,74 +218,25 @@ pub fn list(conn: &Connection, state: Option<State>, limit: i64) -> Result<Vec<E
     }
 }
 
-pub fn mark_in_flight(conn: &Connection, seq: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE journal SET state = 'in_flight', outcome = 'unknown', attempts = attempts + 1, updated_at = ?2 WHERE seq = ?1",
-    )?
-    .execute(params![seq, now_text()])?;
-    Ok(())
-}
-
-pub fn mark_done(conn: &Connection, seq: i64, upstream_id: Option<i64>) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE journal SET state = 'done', outcome = NULL, upstream_id = coalesce(?2, upstream_id), \
-         next_attempt_at = NULL, updated_at = ?3 WHERE seq = ?1",
-    )?
-    .execute(params![seq, upstream_id, now_text()])?;
-    Ok(())
-}
-
-pub fn mark_failed(conn: &Connection, seq: i64, status: Option<u16>, error: &str) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE journal SET state = 'failed', outcome = NULL, last_status = ?2, last_error = ?3, \
-         next_attempt_at = NULL, updated_at = ?4 WHERE seq = ?1",
-    )?
-    .execute(params![seq, status, error, now_text()])?;
-    Ok(())
-}
-
-/// Puts an entry back to wait for another attempt. `outcome` says whether the last request
-/// may have taken effect (so the next attempt reconciles before re-sending).
-pub fn mark_retry(
-    conn: &Connection,
-    seq: i64,
-    next_attempt_at: &str,
-    status: Option<u16>,
-    error: &str,
-    outcome: Option<&str>,
-) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE journal SET state = 'pending', outcome = ?5, last_status = ?2, last_error = ?3, \
-         next_attempt_at = ?4, updated_at = ?6 WHERE seq = ?1",
-    )?
-    .execute(params![seq, status, error, next_attempt_at, outcome, now_text()])?;
-    Ok(())
-}
-
-pub fn supersede(conn: &Connection, seq: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE journal SET state = 'superseded', outcome = NULL, next_attempt_at = NULL, updated_at = ?2 \
-         WHERE seq = ?1 AND state IN ('pending', 'failed', 'in_flight')",
-    )?
-    .execute(params![seq, now_text()])?;
-    Ok(())
-}
-
-/// Makes failed entries eligible again now. Returns how many changed.
+/// `restsync journal retry`: failed entries become sendable again (an accepted create that
+/// was never identified is sent again only this way); unresolved ones are looked up now.
+/// Returns how many entries changed.
 pub fn retry(conn: &Connection, seq: Option<i64>) -> Result<usize> {
-    let now = now_text();
-    let n = match seq {
-        Some(seq) => conn.execute(
-            "UPDATE journal SET state = 'pending', attempts = 0, next_attempt_at = NULL, updated_at = ?2 \
-             WHERE seq = ?1 AND state IN ('failed', 'pending')",
-            params![seq, now],
-        )?,
-        None => conn.execute(
-            "UPDATE journal SET state = 'pending', attempts = 0, next_attempt_at = NULL, updated_at = ?1 \
-             WHERE state IN ('failed', 'pending')",
-            [now],
-        )?,
+    let seqs: Vec<i64> = match seq {
+        Some(seq) => vec![seq],
+        None => conn
+            .prepare("SELECT seq FROM journal WHERE state IN ('failed', 'pending') ORDER BY seq")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
     };
+    let mut n = 0;
+    for seq in seqs {
+        match lifecycle::apply(conn, seq, &Event::PersonRetry, Actor::Person) {
+            Ok(_) => n += 1,
+            Err(StoreError::Transition(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(n)
 }
 
@@ -339,4 +303,9 @@ pub fn unsettled_update_values(
         .query_map(params![resource, id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+/// Moves an entry on something the engine saw (see [`lifecycle`] for what is legal).
+pub fn advance(conn: &Connection, seq: i64, event: &Event<'_>) -> Result<Stage> {
+    lifecycle::apply(conn, seq, event, Actor::Engine)
 }
