@@ -1621,3 +1621,286 @@ async fn plan_names_the_guard_and_needs_no_database() {
     );
     assert_eq!(env.control.count(Kind::Addresses), 20);
 }
+
+// ---------------------------------------------------------------------------------------
+// Trust rules: no duplicate create, no lost update, no silent success
+// ---------------------------------------------------------------------------------------
+
+/// A create upstream accepted (`{"success": true}`) is never sent again, however long its
+/// list lags: runs that cannot find it say so (75) and send nothing; once it is listed, it
+/// is adopted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accepted_create_is_never_sent_again_while_the_list_lags() {
+    let env = Env::start(20).await;
+    env.write_config("max_attempts_per_run = 2", "");
+    env.sync_ok().await;
+    let local = insert(
+        &env,
+        "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (42, '79160001122', 'лаг')",
+    );
+    env.control.set_faults(Faults {
+        list_lag_ms: 60_000,
+        ..Faults::default()
+    });
+    for run_no in 1..=3 {
+        let run = env.sync_once().await;
+        assert_eq!(run.code, 75, "run {run_no}: {}", run.stderr);
+        assert!(run.stderr.contains("accepted upstream"), "{}", run.stderr);
+        assert_eq!(
+            env.control.count_requests("POST", Kind::SmartNumbers),
+            1,
+            "run {run_no} sent the accepted create again"
+        );
+    }
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    env.control.set_faults(Faults::default());
+    env.sync_ok().await;
+    let made = upstream_where(&env, Kind::SmartNumbers, "phoneB", &json!("79160001122"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    let row = one_row(&env, "SELECT * FROM smart_numbers WHERE phone_b = '79160001122'");
+    assert_eq!(row["local_id"], local);
+    assert_eq!(row["id"], made[0]["id"]);
+    assert_eq!(env.control.count_requests("POST", Kind::SmartNumbers), 1);
+    env.assert_converged();
+}
+
+/// Past `sync.identify_timeout_secs` an accepted, never-listed create needs a person
+/// (exit 65, shown by status) and is still not sent again; `journal retry` sends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unidentified_accepted_create_needs_a_person_and_is_not_resent() {
+    let env = Env::start(20).await;
+    env.write_config("max_attempts_per_run = 1\nidentify_timeout_secs = 1", "");
+    env.sync_ok().await;
+    insert(
+        &env,
+        "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (42, '79160003344', 'потерян')",
+    );
+    env.control.set_faults(Faults {
+        list_lag_ms: 600_000,
+        ..Faults::default()
+    });
+    let first = env.sync_once().await;
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = env.sync_once().await;
+    assert_eq!(second.code, 65, "{}", second.stderr);
+    assert!(second.stderr.contains("NOT sent again"), "{}", second.stderr);
+    let third = env.sync_once().await;
+    assert_eq!(third.code, 65, "{}", third.stderr);
+    assert_eq!(env.control.count_requests("POST", Kind::SmartNumbers), 1);
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status.stdout.contains("never identified") || status.stdout.contains("NOT sent again"),
+        "{}",
+        status.stdout
+    );
+    let seq = env.count("SELECT seq FROM journal WHERE op = 'create' AND state = 'failed'");
+    let retry = env.restsync(&["journal", "retry", &seq.to_string()]).await;
+    assert_eq!(retry.code, 0, "{}", retry.stderr);
+    env.control.set_faults(Faults::default());
+    env.sync_once().await;
+    assert_eq!(
+        env.control.count_requests("POST", Kind::SmartNumbers),
+        2,
+        "a person's retry sends it again"
+    );
+}
+
+/// Fetch before write: a phone moved to another contact upstream since the last walk keeps
+/// its new contact when only its description is edited locally.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_keeps_a_contact_moved_upstream_since_the_last_walk() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[2];
+    assert!(env
+        .control
+        .update(Kind::PhoneNumbers, id, json!({"contact_id": 1999001})));
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = '只改描述' WHERE id = {id}"
+    ));
+    let run = env.sync_ok().await;
+    let upstream = env.control.get(Kind::PhoneNumbers, id).expect("phone");
+    assert_eq!(upstream["description"], "只改描述", "{}", run.stderr);
+    assert_eq!(
+        upstream["phone_contact"]["contact_id"], 1999001,
+        "the PUT moved the phone back to its old contact"
+    );
+    let row = one_row(&env, &format!("SELECT * FROM phone_numbers WHERE id = {id}"));
+    assert_eq!(row["contact_id"], 1999001);
+    assert_eq!(env.count("SELECT count(*) FROM conflicts"), 0);
+    env.sync_ok().await;
+    env.assert_converged();
+}
+
+/// Fetch before write: the same field edited on both sides goes through the conflict
+/// policy and is recorded; a local delete of a record edited upstream is too.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_meet_upstream_edits_made_since_the_last_walk_with_the_conflict_policy() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::Addresses);
+    let (edited, deleted) = (ids[1], ids[2]);
+    env.control
+        .update(Kind::Addresses, edited, json!({"description": "upstream's"}));
+    env.control
+        .update(Kind::Addresses, deleted, json!({"description": "still wanted"}));
+    env.exec(&format!(
+        "UPDATE addresses SET description = 'mine' WHERE id = {edited};
+         DELETE FROM addresses WHERE id = {deleted};"
+    ));
+    env.sync_ok().await;
+    // remote-wins (the default): upstream's value stays, and the row comes back.
+    assert_eq!(
+        env.control.get(Kind::Addresses, edited).expect("address")["description"],
+        "upstream's"
+    );
+    assert!(
+        env.control.get(Kind::Addresses, deleted).is_some(),
+        "the delete was sent"
+    );
+    assert_eq!(env.control.count_requests("DELETE", Kind::Addresses), 0);
+    let restored = one_row(&env, &format!("SELECT * FROM addresses WHERE id = {deleted}"));
+    assert_eq!(restored["description"], "still wanted");
+    let conflicts = rows(
+        &env,
+        "SELECT kind, upstream_id, local_value FROM conflicts ORDER BY seq",
+    );
+    assert_eq!(conflicts.len(), 2, "{conflicts:#?}");
+    assert!(conflicts
+        .iter()
+        .any(|c| c["kind"] == "field" && c["upstream_id"] == edited && c["local_value"] == "\"mine\""));
+    assert!(conflicts
+        .iter()
+        .any(|c| c["kind"] == "deleted_locally" && c["upstream_id"] == deleted));
+    env.assert_converged();
+}
+
+/// Records added upstream during every walk do not starve local edits: completeness gates
+/// removals only.
+#[tokio::test(flavor = "multi_thread")]
+async fn constant_upstream_churn_does_not_hold_back_local_edits() {
+    let env = Env::start(60).await;
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[40];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'despite churn' WHERE id = {id}"
+    ));
+    env.control.push_scripted(ScriptedFault {
+        method: Some("GET".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: Some(2),
+        action: FaultAction::ShiftPages {
+            delete_earlier: 0,
+            insert_before: 2,
+        },
+        times: 20,
+    });
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"],
+        "despite churn"
+    );
+}
+
+/// Plusofon's error body decides, whatever the HTTP status: "User not found" with HTTP 500
+/// is a rejection (65, upstream's words in status), sent once, not retried forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plusofon_error_body_under_http_500_is_a_rejection_not_a_retry() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    insert(
+        &env,
+        "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (42, '79160005566', 'нет')",
+    );
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::SmartNumbers,
+        FaultAction::Status(500, r#"{"message": "User not found", "code": 500}"#.into()),
+        5,
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(env.control.count_requests("POST", Kind::SmartNumbers), 1);
+    let status = env.restsync(&["status"]).await;
+    assert!(status.stdout.contains("User not found"), "{}", status.stdout);
+    let again = env.sync_once().await;
+    assert_eq!(again.code, 65, "{}", again.stderr);
+    assert_eq!(env.control.count_requests("POST", Kind::SmartNumbers), 1);
+}
+
+/// A local create outside the resource's scope is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_outside_the_configured_scope_is_refused_before_sending() {
+    let env = Env::start(20).await;
+    env.write_config("", "[resources.smart_numbers]\nuser_id = 42\n");
+    env.sync_ok().await;
+    let before = env.count("SELECT count(*) FROM smart_numbers");
+    insert(
+        &env,
+        "INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (40, '79160007788', 'чужой')",
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("outside this resource's scope"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("user_id = 42"), "{}", run.stderr);
+    assert_eq!(env.control.count_requests("POST", Kind::SmartNumbers), 0);
+    // The row stays, for the person to fix.
+    assert_eq!(env.count("SELECT count(*) FROM smart_numbers"), before + 1);
+}
+
+/// A list that answers 200 with nothing while GET shows the records is an upstream
+/// anomaly: the mirror keeps every row, the run exits 75 and the state says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_list_contradicted_by_get_is_an_anomaly_not_a_success() {
+    let env = Env::start(20).await;
+    // Plusofon has no GET to contradict its list: its empty list meets the removal guard.
+    env.write_config("", "[resources.smart_numbers]\nenabled = false\n");
+    env.sync_ok().await;
+    let before = env.count("SELECT count(*) FROM phone_numbers");
+    env.control.set_faults(Faults {
+        empty_outage: true,
+        ..Faults::default()
+    });
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(run.stderr.contains("upstream anomaly"), "{}", run.stderr);
+    assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), before);
+    assert_eq!(
+        env.count("SELECT count(*) FROM sync_state WHERE resource = 'phone_numbers' AND last_error LIKE '%anomaly%'"),
+        1
+    );
+}
+
+/// Each one-shot run tries every pending entry, whatever its backoff says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_shot_run_tries_entries_whose_backoff_has_not_expired() {
+    let env = Env::start(20).await;
+    env.write_config("max_attempts_per_run = 1\nmax_retry_after_secs = 600", "");
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[3];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'after the outage' WHERE id = {id}"
+    ));
+    env.control.push_scripted(scripted(
+        "PUT",
+        Kind::PhoneNumbers,
+        FaultAction::RetryAfter(600),
+        1,
+    ));
+    let first = env.sync_once().await;
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    let later = env.count("SELECT count(*) FROM journal WHERE state = 'pending' AND next_attempt_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+60 seconds')");
+    assert_eq!(later, 1, "the entry waits for its backoff");
+    env.sync_ok().await;
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"],
+        "after the outage"
+    );
+}

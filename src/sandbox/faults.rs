@@ -28,6 +28,9 @@ pub struct Faults {
     /// Server-side rate limit across both servers (0 = none): requests beyond it answer 429
     /// with `Retry-After: 1`, as a rate-limited API would.
     pub rate_limit_per_sec: f64,
+    /// Records created through the API stay missing from lists for this long, as a search
+    /// index that lags behind writes would leave them.
+    pub list_lag_ms: u64,
 }
 
 /// A one-shot fault for the first `times` requests that match it.
@@ -99,6 +102,9 @@ pub fn parse_faults(spec: &str) -> Result<Faults, String> {
                     .filter(|r| *r >= 0.0)
                     .ok_or_else(|| bad("a non-negative number"))?
             }
+            "list_lag_ms" => {
+                f.list_lag_ms = value.parse().map_err(|_| bad("a whole number of milliseconds"))?
+            }
             "empty_outage" => {
                 f.empty_outage = match value {
                     "true" | "1" | "yes" | "on" => true,
@@ -166,6 +172,10 @@ impl FaultEngine {
 
     pub(crate) fn empty_outage(&self) -> bool {
         self.cfg.empty_outage
+    }
+
+    pub(crate) fn list_lag(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.cfg.list_lag_ms)
     }
 
     /// GCRA with a burst of five: spacing below 1/rate for longer than that is refused.

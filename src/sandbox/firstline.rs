@@ -164,7 +164,7 @@ async fn list(kind: Kind, State(shared): State<Arc<Shared>>, RawQuery(q): RawQue
     let offset = usize::try_from(page - 1)
         .unwrap_or(usize::MAX)
         .saturating_mul(per_page);
-    let filter = Filter::from_pairs(kind, &input);
+    let filter = Filter::from_pairs(kind, &input).hiding(shared.unlisted(kind));
     let outage = shared.faults().empty_outage();
     let at = At {
         kind,
@@ -283,6 +283,7 @@ async fn create(kind: Kind, State(shared): State<Arc<Shared>>, body: Bytes) -> R
         Err(errors) => return invalid(errors),
     };
     let id = shared.state().insert(kind, &fields);
+    shared.note_created(kind, id);
     // Only a concurrent delete can make the new record vanish before it is rendered.
     single(&shared, kind, id, false, StatusCode::CREATED)
         .unwrap_or_else(|| raw_json(StatusCode::CREATED, "{}"))

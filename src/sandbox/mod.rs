@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     faults: Mutex<FaultEngine>,
     log: Mutex<Vec<RequestRecord>>,
+    /// Records created through the API, and when: lists may not show them yet.
+    created: Mutex<Vec<(Kind, i64, std::time::Instant)>>,
     firstline_token: String,
     plusofon_token: String,
     plusofon_client: String,
@@ -110,6 +112,22 @@ impl Shared {
 
     pub(crate) fn record(&self, r: RequestRecord) {
         lock(&self.log).push(r);
+    }
+
+    pub(crate) fn note_created(&self, kind: Kind, id: i64) {
+        lock(&self.created).push((kind, id, std::time::Instant::now()));
+    }
+
+    /// Ids of `kind` created too recently to be listed (the `list_lag_ms` fault).
+    pub(crate) fn unlisted(&self, kind: Kind) -> Vec<i64> {
+        let lag = self.faults().list_lag();
+        let mut created = lock(&self.created);
+        created.retain(|(_, _, at)| at.elapsed() < lag);
+        created
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, id, _)| *id)
+            .collect()
     }
 }
 
@@ -136,6 +154,7 @@ impl Sandbox {
             state: Mutex::new(state),
             faults: Mutex::new(FaultEngine::new(opts.faults)),
             log: Mutex::new(Vec::new()),
+            created: Mutex::new(Vec::new()),
             firstline_token: opts.firstline_token,
             plusofon_token: opts.plusofon_token,
             plusofon_client: opts.plusofon_client,

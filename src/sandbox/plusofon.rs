@@ -107,7 +107,7 @@ async fn list(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery, body: By
     let offset = usize::try_from(page - 1)
         .unwrap_or(usize::MAX)
         .saturating_mul(per_page);
-    let filter = Filter::from_pairs(Kind::SmartNumbers, &pairs);
+    let filter = Filter::from_pairs(Kind::SmartNumbers, &pairs).hiding(shared.unlisted(Kind::SmartNumbers));
     let outage = shared.faults().empty_outage();
     let (total, rows): (usize, Vec<Smart>) = if outage {
         (0, Vec::new())
@@ -202,7 +202,8 @@ async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             accepted.insert(key.to_string(), v.clone());
         }
     }
-    shared.state().insert(Kind::SmartNumbers, &accepted);
+    let id = shared.state().insert(Kind::SmartNumbers, &accepted);
+    shared.note_created(Kind::SmartNumbers, id);
     // The upstream answers without the new id: a client has to find it by listing.
     success()
 }

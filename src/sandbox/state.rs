@@ -66,7 +66,7 @@ impl Kind {
 
 /// Exact-match filters taken from a list request's query string.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Filter(Vec<(&'static str, String)>);
+pub(crate) struct Filter(Vec<(&'static str, String)>, Vec<i64>);
 
 impl Filter {
     /// Keeps the kind's filter parameters; empty values count as absent (as Laravel treats them).
@@ -77,15 +77,21 @@ impl Filter {
                 out.push((*field, v.clone()));
             }
         }
-        Filter(out)
+        Filter(out, Vec::new())
+    }
+
+    /// Leaves these records out of the listing (created too recently to be indexed).
+    pub(crate) fn hiding(mut self, ids: Vec<i64>) -> Filter {
+        self.1 = ids;
+        self
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_empty() && self.1.is_empty()
     }
 
     fn matches<R: Record>(&self, r: &R) -> bool {
-        self.0.iter().all(|(f, v)| r.field_eq(f, v))
+        self.0.iter().all(|(f, v)| r.field_eq(f, v)) && !self.1.contains(&r.id())
     }
 
     /// The filter as record fields, so records created to appear in a filtered listing match it.

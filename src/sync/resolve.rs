@@ -217,7 +217,8 @@ pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved
 pub(super) async fn resolve_soon(ctx: &ResourceCtx, seq: i64) -> Result<Resolved, SyncError> {
     let mut wait = ctx.settings.sync.retry_base.max(Duration::from_millis(200));
     let mut waited = Duration::ZERO;
-    loop {
+    // At most `sync.max_attempts_per_run` lookups in place; later runs and passes go on.
+    for _ in 0..ctx.settings.sync.max_attempts_per_run {
         let Some(entry) = ctx.db.call(move |s| journal::get(s.conn(), seq)).await? else {
             return Ok(Resolved::Waiting);
         };
@@ -246,4 +247,5 @@ pub(super) async fn resolve_soon(ctx: &ResourceCtx, seq: i64) -> Result<Resolved
         waited += pause;
         wait = (wait * 2).min(Duration::from_secs(4));
     }
+    Ok(Resolved::Waiting)
 }
