@@ -1,5 +1,6 @@
 -- restsync schema, version 2: the journal remembers when an unresolved create may be
--- judged, so its lifecycle never needs to guess.
+-- judged, so its lifecycle never needs to guess; the sync state says what kind of problem
+-- the last error was, so `status` can tell "needs a person" from "will pass".
 --
 -- settle_at:   for a request whose outcome is unknown (a timeout, a dropped connection, a
 --              5xx, a process killed mid-request): the time after which that request can
@@ -13,3 +14,8 @@ ALTER TABLE journal ADD COLUMN accepted_at TEXT;
 
 UPDATE journal SET accepted_at = updated_at WHERE outcome = 'created';
 UPDATE journal SET settle_at = updated_at WHERE outcome = 'unknown' OR state = 'in_flight';
+
+-- last_error_kind: 'transient' (a later cycle continues), 'needs_human' (a guard refused,
+-- upstream data a person must fix) or 'fatal'. NULL when last_error is NULL.
+ALTER TABLE sync_state ADD COLUMN last_error_kind TEXT;
+UPDATE sync_state SET last_error_kind = 'transient' WHERE last_error IS NOT NULL;

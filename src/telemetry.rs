@@ -1,6 +1,6 @@
-//! Metrics as small typed events, exported in Prometheus text format by the daemon.
+//! Metrics as small typed events, exported in Prometheus text format by the daemon. Knows
+//! nothing of the layers that report to it.
 
-use crate::sync::{Outcome, ResourceReport};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,6 +27,28 @@ pub fn install() {
     }
 }
 
+/// Exports every series of these resources at zero, so the first scrape already shows
+/// them (an absent series cannot be alerted on).
+pub fn register(resources: &[&'static str]) {
+    for &resource in resources {
+        metrics::counter!("restsync_records_pulled_total", "resource" => resource).absolute(0);
+        metrics::counter!("restsync_conflicts_total", "resource" => resource).absolute(0);
+        metrics::gauge!("restsync_last_cycle_ok", "resource" => resource).set(0.0);
+        metrics::gauge!("restsync_last_successful_walk_timestamp_seconds", "resource" => resource).set(0.0);
+        for state in ["pending", "in_flight", "done", "failed", "superseded"] {
+            metrics::gauge!("restsync_journal_entries", "resource" => resource, "state" => state).set(0.0);
+        }
+        for op in ["create", "update", "delete"] {
+            metrics::counter!("restsync_pushes_total", "resource" => resource, "op" => op, "outcome" => "done")
+                .absolute(0);
+        }
+        for outcome in ["failed", "retry", "superseded"] {
+            metrics::counter!("restsync_pushes_total", "resource" => resource, "op" => "any", "outcome" => outcome)
+                .absolute(0);
+        }
+    }
+}
+
 pub fn render() -> String {
     HANDLE.get().map(PrometheusHandle::render).unwrap_or_default()
 }
@@ -48,20 +70,22 @@ pub fn journal_depth(resource: &'static str, state: String, entries: i64) {
     metrics::gauge!("restsync_journal_entries", "resource" => resource, "state" => state).set(entries as f64);
 }
 
-pub fn cycle_finished(report: &ResourceReport, full: bool) {
-    let resource = report.resource.name();
-    if let Some(p) = &report.pulled {
-        metrics::counter!("restsync_records_pulled_total", "resource" => resource).increment(p.records);
-        metrics::counter!("restsync_conflicts_total", "resource" => resource).increment(p.conflicts);
-        if full && matches!(report.outcome, Outcome::Ok | Outcome::Transient(_)) {
+/// One cycle (`full`: with a walk) or push pass finished. `pulled` holds the records and
+/// conflicts of its walk, if the walk completed.
+pub fn cycle_finished(
+    resource: &'static str,
+    full: bool,
+    pulled: Option<(u64, u64)>,
+    ok: bool,
+    transient: bool,
+) {
+    if let Some((records, conflicts)) = pulled {
+        metrics::counter!("restsync_records_pulled_total", "resource" => resource).increment(records);
+        metrics::counter!("restsync_conflicts_total", "resource" => resource).increment(conflicts);
+        if full && (ok || transient) {
             metrics::gauge!("restsync_last_successful_walk_timestamp_seconds", "resource" => resource)
                 .set(chrono::Utc::now().timestamp() as f64);
         }
     }
-    let ok = if matches!(report.outcome, Outcome::Ok) {
-        1.0
-    } else {
-        0.0
-    };
-    metrics::gauge!("restsync_last_cycle_ok", "resource" => resource).set(ok);
+    metrics::gauge!("restsync_last_cycle_ok", "resource" => resource).set(if ok { 1.0 } else { 0.0 });
 }

@@ -563,7 +563,13 @@ async fn a_rejected_create_is_kept_reported_and_sent_again_once_fixed() {
     assert_eq!(failed[0]["last_status"], 422);
 
     let status = env.restsync(&["status"]).await;
-    assert_eq!(status.code, 0, "{}", status.stderr);
+    // A failed entry needs a person: status says so with its exit code too.
+    assert_eq!(status.code, 65, "{}", status.stderr);
+    assert!(
+        status.stdout.contains(&format!("journal drop {seq}")),
+        "{}",
+        status.stdout
+    );
     let line = status
         .stdout
         .lines()
@@ -1653,7 +1659,13 @@ async fn an_accepted_create_is_never_sent_again_while_the_list_lags() {
         );
     }
     let status = env.restsync(&["status"]).await;
-    assert_eq!(status.code, 0, "{}", status.stderr);
+    // Waiting work, with each pending entry's attempts and last error: exit 75.
+    assert_eq!(status.code, 75, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("accepted, not yet identified") && status.stdout.contains("attempt(s)"),
+        "{}",
+        status.stdout
+    );
     env.control.set_faults(Faults::default());
     env.sync_ok().await;
     let made = upstream_where(&env, Kind::SmartNumbers, "phoneB", &json!("79160001122"));
@@ -1690,9 +1702,15 @@ async fn an_unidentified_accepted_create_needs_a_person_and_is_not_resent() {
     assert_eq!(third.code, 65, "{}", third.stderr);
     assert_eq!(env.control.count_requests("POST", Kind::SmartNumbers), 1);
     let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 65, "{}", status.stdout);
     assert!(
-        status.stdout.contains("never identified") || status.stdout.contains("NOT sent again"),
+        status.stdout.contains("accepted, never identified"),
         "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("79160003344"),
+        "what was sent: {}",
         status.stdout
     );
     let seq = env.count("SELECT seq FROM journal WHERE op = 'create' AND state = 'failed'");

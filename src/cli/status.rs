@@ -15,6 +15,8 @@ pub struct ResourceStatus {
     pub journal: std::collections::BTreeMap<String, i64>,
     pub conflicts: i64,
     pub failed: Vec<FailedEntry>,
+    /// Entries still on their way: queued, waiting for a retry, or an unresolved create.
+    pub pending: Vec<PendingEntry>,
     pub last_complete_pull: Option<String>,
     pub last_error: Option<String>,
     pub sync_state: state::SyncState,
@@ -31,10 +33,58 @@ pub struct PendingChanges {
 pub struct FailedEntry {
     pub seq: i64,
     pub op: String,
+    /// `failed`, or `accepted, never identified` for a create upstream accepted.
+    pub stage: String,
     pub local_id: Option<i64>,
     pub upstream_id: Option<i64>,
     pub status: Option<i64>,
     pub error: Option<String>,
+    /// What was sent (the request body).
+    pub payload: String,
+    /// The command that settles it.
+    pub fix: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingEntry {
+    pub seq: i64,
+    pub op: String,
+    pub stage: String,
+    pub local_id: Option<i64>,
+    pub upstream_id: Option<i64>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// What `status` exits with: 0 healthy, 65 something needs a person, 75 work is waiting.
+pub fn exit_code(all: &[ResourceStatus]) -> i32 {
+    let needs_human = all
+        .iter()
+        .any(|s| !s.failed.is_empty() || s.sync_state.last_error_kind.as_deref() == Some("needs_human"));
+    let waiting = all
+        .iter()
+        .any(|s| !s.pending.is_empty() || s.sync_state.last_error.is_some());
+    if needs_human {
+        exit::DATA
+    } else if waiting {
+        exit::TEMPFAIL
+    } else {
+        exit::OK
+    }
+}
+
+fn fix_for(e: &journal::Entry) -> String {
+    match e.stage {
+        journal::Stage::Unidentified => format!(
+            "check upstream for the record; if it is not there, `restsync journal retry {}` sends it again",
+            e.seq
+        ),
+        _ => format!(
+            "fix the row (the fix supersedes the entry), or `restsync journal drop {}` to give the change up",
+            e.seq
+        ),
+    }
 }
 
 pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, StoreError> {
@@ -57,10 +107,27 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
             .map(|e| FailedEntry {
                 seq: e.seq,
                 op: e.op.to_string(),
+                stage: e.stage.to_string(),
                 local_id: e.local_id,
                 upstream_id: e.upstream_id,
                 status: e.last_status,
+                fix: fix_for(&e),
                 error: e.last_error,
+                payload: e.payload,
+            })
+            .collect(),
+        pending: journal::active(conn, spec.table)?
+            .into_iter()
+            .filter(|e| !e.stage.needs_human())
+            .map(|e| PendingEntry {
+                seq: e.seq,
+                op: e.op.to_string(),
+                stage: e.stage.to_string(),
+                local_id: e.local_id,
+                upstream_id: e.upstream_id,
+                attempts: e.attempts,
+                next_attempt_at: e.next_attempt_at,
+                last_error: e.last_error,
             })
             .collect(),
         last_complete_pull: st.last_complete_walk_at.clone(),
@@ -107,7 +174,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                 return exit::FATAL;
             }
         }
-        return exit::OK;
+        return exit_code(&all);
     }
     outln!("database: {}", settings.database_path.display());
     for s in &all {
@@ -137,16 +204,35 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         if let Some(err) = &s.last_error {
             outln!("  last error: {err}");
         }
+        for p in &s.pending {
+            outln!(
+                "  pending journal {} {} local_id {} id {} ({}): {} attempt(s), next {}{}",
+                p.seq,
+                p.op,
+                p.local_id.map_or("-".into(), |v| v.to_string()),
+                p.upstream_id.map_or("-".into(), |v| v.to_string()),
+                p.stage,
+                p.attempts,
+                p.next_attempt_at.as_deref().unwrap_or("now"),
+                p.last_error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
         for f in &s.failed {
             outln!(
-                "  FAILED journal {} {} local_id {} id {}: {}",
+                "  FAILED journal {} {} local_id {} id {} ({}): {}",
                 f.seq,
                 f.op,
                 f.local_id.map_or("-".into(), |v| v.to_string()),
                 f.upstream_id.map_or("-".into(), |v| v.to_string()),
+                f.stage,
                 f.error.as_deref().unwrap_or("")
             );
+            outln!("    sent: {}", f.payload);
+            outln!("    fix: {}", f.fix);
         }
     }
-    exit::OK
+    exit_code(&all)
 }

@@ -28,6 +28,8 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions) -
     let mut reload = signals::spawn(shutdown.clone());
     let health = Health::default();
     crate::telemetry::install();
+    let names: Vec<&'static str> = settings.resources.iter().map(|r| r.kind.name()).collect();
+    crate::telemetry::register(&names);
     if let Some(addr) = settings.metrics_listen {
         if let Err(e) = health::serve(addr, health.clone(), shutdown.clone()).await {
             tracing::error!(%addr, error = %e, "cannot serve metrics");

@@ -1,11 +1,13 @@
 //! One resource's schedule: a full cycle at start and on every cron tick, a push pass
 //! shortly after local edits and when a journal retry falls due. One task per resource,
-//! so its cycles never overlap; the next tick is computed after a cycle ends, so an
-//! overrun skips missed ticks instead of bursting.
+//! so its cycles never overlap. The next tick is kept across push passes, so a pass never
+//! costs a walk: a tick that fell inside a pass runs as soon as the pass ends. A walk that
+//! overran its slot skips the ticks it covered (once, not as a burst) and says so.
 
 use super::{notify, Health};
 use crate::resources::ResourceKind;
 use crate::sync::{CycleOptions, Engine, Outcome, ResourceReport};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -24,20 +26,27 @@ pub struct Job {
 
 /// Retry passes never come closer together than this.
 const MIN_RETRY_GAP: Duration = Duration::from_secs(1);
+/// A walk starting later than this after its tick is logged.
+const LATE_WALK: Duration = Duration::from_secs(1);
+
+/// The first tick of `schedule` strictly after `t` (an hour on, for a schedule that never
+/// fires again).
+fn tick_after(schedule: &cron::Schedule, t: DateTime<Utc>) -> DateTime<Utc> {
+    schedule
+        .after(&t)
+        .next()
+        .unwrap_or(t + chrono::Duration::hours(1))
+}
 
 pub async fn run(mut job: Job) {
     let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
     job.finished(report, true);
+    let mut next_tick = tick_after(&job.schedule, Utc::now());
     // Retries are chased only while they make progress; a stuck entry (a guard, say)
     // waits for the next edit or tick rather than spinning.
     let mut chase_retries = true;
     loop {
-        let until_tick = job
-            .schedule
-            .upcoming(chrono::Utc)
-            .next()
-            .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
-            .unwrap_or(Duration::from_secs(3600));
+        let until_tick = (next_tick - Utc::now()).to_std().unwrap_or_default();
         let until_retry = if chase_retries {
             job.engine
                 .next_retry_in(job.kind)
@@ -47,10 +56,24 @@ pub async fn run(mut job: Job) {
             None
         };
         tokio::select! {
+            // A due walk goes first: a stream of local edits never starves it.
+            biased;
             _ = job.token.cancelled() => return,
             _ = tokio::time::sleep(until_tick) => {
+                let late = (Utc::now() - next_tick).to_std().unwrap_or_default();
+                if late > LATE_WALK {
+                    tracing::info!(resource = %job.kind, late_ms = late.as_millis() as u64,
+                        "scheduled walk runs late: its tick fell while a push pass ran");
+                }
                 let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
                 job.finished(report, true);
+                let now = Utc::now();
+                let skipped = job.schedule.after(&next_tick).take_while(|t| *t <= now).count();
+                if skipped > 0 {
+                    tracing::warn!(resource = %job.kind, skipped,
+                        "scheduled walks skipped: the last walk overran their ticks (the next one runs on schedule)");
+                }
+                next_tick = tick_after(&job.schedule, now);
                 chase_retries = true;
             }
             changed = job.changes.recv() => {
@@ -84,7 +107,13 @@ impl Job {
         if !full && (!report.pushed.is_idle() || report.outcome != Outcome::Ok) {
             report.log();
         }
-        crate::telemetry::cycle_finished(&report, full);
+        crate::telemetry::cycle_finished(
+            report.resource.name(),
+            full,
+            report.pulled.as_ref().map(|p| (p.records, p.conflicts)),
+            matches!(report.outcome, Outcome::Ok),
+            matches!(report.outcome, Outcome::Transient(_)),
+        );
         let ok = matches!(report.outcome, Outcome::Ok);
         self.health
             .set(self.kind, full, ok, report.problems.first().cloned());

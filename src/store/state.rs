@@ -13,6 +13,8 @@ pub struct SyncState {
     pub last_duration_ms: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    /// `transient`, `needs_human` or `fatal`.
+    pub last_error_kind: Option<String>,
 }
 
 pub fn walk_started(conn: &Connection, resource: &str) -> Result<()> {
@@ -36,17 +38,19 @@ pub fn walk_completed(
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL) \
          ON CONFLICT (resource) DO UPDATE SET last_complete_walk_at = excluded.last_complete_walk_at, \
          row_count = excluded.row_count, pages = excluded.pages, last_duration_ms = excluded.last_duration_ms, \
-         last_error = NULL, last_error_at = NULL",
+         last_error = NULL, last_error_at = NULL, last_error_kind = NULL",
         params![resource, now_text(), rows, pages, duration_ms],
     )?;
     Ok(())
 }
 
-pub fn record_error(conn: &Connection, resource: &str, error: &str) -> Result<()> {
+/// Records a failed cycle step; `kind` is `transient`, `needs_human` or `fatal`.
+pub fn record_error(conn: &Connection, resource: &str, error: &str, kind: &str) -> Result<()> {
     conn.execute(
-        "INSERT INTO sync_state (resource, last_error, last_error_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (resource) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-        params![resource, error, now_text()],
+        "INSERT INTO sync_state (resource, last_error, last_error_at, last_error_kind) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (resource) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at, \
+         last_error_kind = excluded.last_error_kind",
+        params![resource, error, now_text(), kind],
     )?;
     Ok(())
 }
@@ -55,7 +59,7 @@ pub fn get(conn: &Connection, resource: &str) -> Result<SyncState> {
     let st = conn
         .query_row(
             "SELECT resource, last_walk_started_at, last_complete_walk_at, row_count, pages, last_duration_ms, \
-             last_error, last_error_at FROM sync_state WHERE resource = ?1",
+             last_error, last_error_at, last_error_kind FROM sync_state WHERE resource = ?1",
             [resource],
             |r| {
                 Ok(SyncState {
@@ -67,6 +71,7 @@ pub fn get(conn: &Connection, resource: &str) -> Result<SyncState> {
                     last_duration_ms: r.get(5)?,
                     last_error: r.get(6)?,
                     last_error_at: r.get(7)?,
+                    last_error_kind: r.get(8)?,
                 })
             },
         )

@@ -644,7 +644,7 @@ fn sync_state_records_walks_and_errors() {
             assert!(st.last_walk_started_at.is_some());
             assert_eq!(st.last_complete_walk_at, None);
 
-            state::record_error(tx, "addresses", "HTTP 500")?;
+            state::record_error(tx, "addresses", "HTTP 500", "transient")?;
             let st = state::get(tx, "addresses")?;
             assert_eq!(st.last_error.as_deref(), Some("HTTP 500"));
             assert!(st.last_error_at.is_some());
@@ -665,7 +665,7 @@ fn sync_state_records_walks_and_errors() {
             assert!(st.last_walk_started_at.is_some());
 
             // An error on a resource never walked before.
-            state::record_error(tx, "smart_numbers", "boom")?;
+            state::record_error(tx, "smart_numbers", "boom", "fatal")?;
             let st = state::get(tx, "smart_numbers")?;
             assert_eq!(st.last_error.as_deref(), Some("boom"));
             assert_eq!(st.last_walk_started_at, None);

@@ -232,9 +232,14 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
         Err(e) => {
             let msg = e.to_string();
             let resource = ctx.kind.name();
+            let kind = match e.outcome() {
+                Outcome::NeedsHuman(_) => "needs_human",
+                Outcome::Fatal(_) => "fatal",
+                _ => "transient",
+            };
             if let Err(store_err) = ctx
                 .db
-                .call(move |s| crate::store::state::record_error(s.conn(), resource, &msg))
+                .call(move |s| crate::store::state::record_error(s.conn(), resource, &msg, kind))
                 .await
             {
                 report.note(SyncError::from(store_err).outcome());

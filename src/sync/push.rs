@@ -127,8 +127,13 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             ))
         })
         .await?;
-    for (state, n) in counts {
-        crate::telemetry::journal_depth(resource, state, n);
+    // Every state, so a state that emptied reads 0 rather than its last count.
+    for state in journal::State::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == state.as_str())
+            .map_or(0, |(_, n)| *n);
+        crate::telemetry::journal_depth(resource, state.as_str().to_string(), n);
     }
     let failed: Vec<&Entry> = active.iter().filter(|e| e.stage.needs_human()).collect();
     stats.failed = failed.len() as u64;
