@@ -1922,3 +1922,103 @@ async fn a_one_shot_run_tries_entries_whose_backoff_has_not_expired() {
         "after the outage"
     );
 }
+
+/// Schema version 2 is applied on the first start: a version-1 database with a local edit,
+/// its journal entry and a create left in flight loses none of them, and the edit and the
+/// create reach upstream exactly once afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_database_with_pending_work_is_upgraded_and_pushed() {
+    let env = Env::start(20).await;
+    let record = env.control.list(Kind::PhoneNumbers)[0].clone();
+    let id = record["id"].as_i64().expect("id");
+    let contact = record["phone_contact"]["contact_id"].as_i64().expect("contact");
+    let old = "2026-01-01T00:00:00.000Z";
+    {
+        // The version-1 schema, as a version-1 restsync left the file.
+        let conn = env.db();
+        conn.execute_batch(include_str!("../migrations/0001_init.sql"))
+            .expect("version-1 schema");
+        conn.pragma_update(None, "user_version", 1).expect("user_version");
+        let values = json!([
+            contact,
+            record["type"],
+            record["number"],
+            record["extension"],
+            "edited before the upgrade",
+            record["profile_id"]
+        ]);
+        conn.execute(
+            "INSERT INTO phone_numbers (local_id, id, contact_id, type, number, extension, description, profile_id) \
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, 'edited before the upgrade', ?6)",
+            params![
+                id,
+                contact,
+                record["type"].as_i64(),
+                record["number"].as_str(),
+                record["extension"].as_str(),
+                record["profile_id"].as_i64()
+            ],
+        )
+        .expect("mirror row");
+        conn.execute(
+            "INSERT INTO phone_numbers_base (id, local_id, contact_id, type, number, extension, description, profile_id, raw, hash, synced_at) \
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+            params![
+                id,
+                contact,
+                record["type"].as_i64(),
+                record["number"].as_str(),
+                record["extension"].as_str(),
+                record["description"].as_str(),
+                record["profile_id"].as_i64(),
+                record.to_string(),
+                old
+            ],
+        )
+        .expect("base row");
+        conn.execute(
+            "INSERT INTO journal (resource, op, local_id, upstream_id, payload, row_values, state, attempts, created_at, updated_at) \
+             VALUES ('phone_numbers', 'update', 1, ?1, ?2, ?3, 'pending', 1, ?4, ?4)",
+            params![
+                id,
+                json!({"contact_id": contact, "description": "edited before the upgrade"}).to_string(),
+                values.to_string(),
+                old
+            ],
+        )
+        .expect("update entry");
+        conn.execute(
+            "INSERT INTO phone_numbers (local_id, contact_id, type, number, description) \
+             VALUES (2, 1935038, 2, '0966 121 212', 'created before the upgrade')",
+            [],
+        )
+        .expect("new row");
+        conn.execute(
+            "INSERT INTO journal (resource, op, local_id, payload, row_values, state, outcome, attempts, created_at, updated_at) \
+             VALUES ('phone_numbers', 'create', 2, ?1, ?2, 'in_flight', 'unknown', 1, ?3, ?3)",
+            params![
+                json!({"contact_id": 1935038, "type": 2, "number": "0966 121 212", "extension": null, "description": "created before the upgrade"}).to_string(),
+                json!([1935038, 2, "0966 121 212", null, "created before the upgrade", null]).to_string(),
+                old
+            ],
+        )
+        .expect("create entry");
+    }
+    env.sync_ok().await;
+    let version: i64 = env
+        .db()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 2);
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"],
+        "edited before the upgrade"
+    );
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0966 121 212"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state NOT IN ('done', 'superseded')"),
+        0
+    );
+    env.assert_converged();
+}

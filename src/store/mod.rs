@@ -51,6 +51,9 @@ pub enum StoreError {
     Migration { path: PathBuf, message: String },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A database error, with the file it happened on.
+    #[error("database {path}: {source}")]
+    At { path: PathBuf, source: rusqlite::Error },
     #[error("corrupt journal entry {seq}: {message}")]
     Corrupt { seq: i64, message: String },
     #[error(transparent)]
@@ -60,13 +63,49 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _))
+            | StoreError::At {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => Some(e.code),
+            _ => None,
+        }
+    }
+
     /// A lock held too long by another writer: worth retrying later.
     pub fn is_busy(&self) -> bool {
         matches!(
-            self,
-            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            self.sqlite_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         )
+    }
+
+    /// A condition of the file or the disk (read-only, full, an I/O error) that may end by
+    /// itself: the connection is opened afresh before the next use, so once it ends the
+    /// next cycle works without a restart.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self.sqlite_code(),
+            Some(
+                rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+            )
+        )
+    }
+
+    /// Names the database file in a bare SQL error.
+    fn at(self, path: &Path) -> StoreError {
+        match self {
+            StoreError::Sql(source) => StoreError::At {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        }
     }
 }
 
@@ -204,15 +243,17 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 }
 
 /// A cloneable async handle: runs store work on the blocking pool, one writer at a time.
+/// Errors name the database file. After an error of the file or the disk, the connection
+/// is reopened before the next call, so a condition that ended needs no restart.
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<Mutex<Store>>,
+    inner: Arc<Mutex<(Store, bool)>>,
 }
 
 impl Db {
     pub fn new(store: Store) -> Db {
         Db {
-            inner: Arc::new(Mutex::new(store)),
+            inner: Arc::new(Mutex::new((store, false))),
         }
     }
 
@@ -223,10 +264,28 @@ impl Db {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut store = inner
+            let mut guard = inner
                 .lock()
                 .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
-            f(&mut store)
+            let (store, reopen) = &mut *guard;
+            if *reopen {
+                let path = store.path().to_path_buf();
+                match Store::open(&path) {
+                    Ok(fresh) => {
+                        tracing::info!(database = %path.display(), "database reopened");
+                        *store = fresh;
+                        *reopen = false;
+                    }
+                    Err(e) => return Err(e.at(&path)),
+                }
+            }
+            let result = f(store);
+            if let Err(e) = &result {
+                if e.needs_reopen() {
+                    *reopen = true;
+                }
+            }
+            result.map_err(|e| e.at(store.path()))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

@@ -825,3 +825,33 @@ fn now_text_is_utc_milliseconds() {
     assert!(t.ends_with('Z'));
     assert!(chrono::DateTime::parse_from_rfc3339(&t).is_ok());
 }
+
+#[tokio::test]
+async fn a_read_only_database_is_reopened_once_writable_and_errors_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restsync.db");
+    drop(Store::open(&path).unwrap());
+    // As a daemon started while the file was read-only would hold it.
+    let db = Db::new(Store::open_read_only(&path).unwrap());
+    let write = |db: &Db| {
+        let db = db.clone();
+        async move {
+            db.call(|s| s.write(|tx| state::walk_started(tx, "phone_numbers")))
+                .await
+        }
+    };
+    let err = write(&db).await.unwrap_err();
+    assert!(err.needs_reopen(), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "the error names the database: {err}"
+    );
+    // The condition has ended (here: the next open is read-write): no restart needed.
+    write(&db).await.unwrap();
+    let started = db
+        .call(|s| state::get(s.conn(), "phone_numbers"))
+        .await
+        .unwrap()
+        .last_walk_started_at;
+    assert!(started.is_some());
+}

@@ -69,6 +69,8 @@ pub(crate) struct ResourceCtx {
     pub opts: CycleOptions,
     /// Cancelled on shutdown: no new request starts after it.
     pub shutdown: CancellationToken,
+    /// The retry policy of every request of this cycle.
+    pub retry: retry::RetryPolicy,
 }
 
 pub struct Engine {
@@ -137,6 +139,7 @@ impl Engine {
             settings: self.settings.clone(),
             opts,
             shutdown: self.shutdown.clone(),
+            retry: retry::RetryPolicy::new(&self.settings.sync, self.shutdown.clone()),
         })
     }
 

@@ -8,7 +8,6 @@
 use super::enqueue::journal_values;
 use super::merge::{self, MirrorAction};
 use super::pull::{apply_mirror_action, record_conflicts, with_own_pushes};
-use super::retry::with_retries;
 use super::{ResourceCtx, SyncError};
 use crate::config::ConflictPolicy;
 use crate::resources::{Record, ResourceSpec};
@@ -46,14 +45,7 @@ pub(super) async fn fetch_before_write(ctx: &ResourceCtx, entry: Entry) -> Resul
         message: format!("{} without upstream id", entry.op),
     })?;
     let what = format!("{} get {id} before {}", spec.table, entry.op);
-    let fetched = with_retries(
-        sync.max_attempts_per_run,
-        sync.retry_base,
-        sync.max_retry_after,
-        &what,
-        || ctx.api.get(id),
-    )
-    .await?;
+    let fetched = ctx.retry.run(&what, || ctx.api.get(id)).await?;
     let policy = sync.on_conflict;
     let outcome = ctx
         .db

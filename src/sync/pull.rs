@@ -5,10 +5,10 @@
 
 use super::merge::{self, ConflictNote, Merged, MirrorAction};
 use super::report::{Plan, PullStats};
-use super::retry::with_retries;
+use super::retry::RetryPolicy;
 use super::writeback::adopt_in;
 use super::{ResourceCtx, SyncError};
-use crate::config::{ConflictPolicy, Settings};
+use crate::config::ConflictPolicy;
 use crate::resources::ResourceSpec;
 use crate::store::mirror::{BaseRow, MirrorRow};
 use crate::store::{content_hash, journal, mirror, state, Store, StoreError};
@@ -256,17 +256,14 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     Ok(plan)
 }
 
-async fn fetch_page(api: &ResourceApi, settings: &Settings, page: u64) -> Result<Page, UpstreamError> {
-    let sync = &settings.sync;
+async fn fetch_page(
+    api: &ResourceApi,
+    retry: &RetryPolicy,
+    per_page: u32,
+    page: u64,
+) -> Result<Page, UpstreamError> {
     let what = format!("{} page {page}", api.spec.table);
-    with_retries(
-        sync.max_attempts_per_run,
-        sync.retry_base,
-        sync.max_retry_after,
-        &what,
-        || api.list_page(page, sync.per_page, &[]),
-    )
-    .await
+    retry.run(&what, || api.list_page(page, per_page, &[])).await
 }
 
 pub(super) async fn run_walk(
@@ -281,7 +278,8 @@ pub(super) async fn run_walk(
     ctx.db.call(move |s| mirror::begin_walk(s.conn(), spec)).await?;
     let progress = std::io::stderr().is_terminal() && !dry;
 
-    let first = fetch_page(&ctx.api, &ctx.settings, 1).await?;
+    let per_page = ctx.settings.sync.per_page;
+    let first = fetch_page(&ctx.api, &ctx.retry, per_page, 1).await?;
     let mut walk = Walk {
         total: first.total,
         totals_stable: true,
@@ -291,11 +289,11 @@ pub(super) async fn run_walk(
     let expected_last = first.last_page;
     // Each page is fetched on its own task, so up to `concurrency` requests are in flight
     // while earlier pages are being written; pages are still applied in order.
-    let (api, settings) = (ctx.api.clone(), ctx.settings.clone());
+    let (api, retry) = (ctx.api.clone(), ctx.retry.clone());
     let mut rest = futures::stream::iter(2..=last_page)
         .map(move |p| {
-            let (api, settings) = (api.clone(), settings.clone());
-            tokio::spawn(async move { fetch_page(&api, &settings, p).await })
+            let (api, retry) = (api.clone(), retry.clone());
+            tokio::spawn(async move { fetch_page(&api, &retry, per_page, p).await })
         })
         .buffered(ctx.settings.sync.concurrency);
     let mut next: Option<Page> = Some(first);

@@ -7,7 +7,7 @@ use super::enqueue::{enqueue, journal_values, sent_values};
 use super::prepare::{fetch_before_write, Prepared, Settled};
 use super::report::{Outcome, PushStats};
 use super::resolve::{self, Resolved};
-use super::retry::{delay, MAX_INLINE_WAIT};
+use super::retry::MAX_INLINE_WAIT;
 use super::writeback::{adopt, parse_answer, write_back_update};
 use super::{ResourceCtx, SyncError};
 use crate::store::journal::{self, Entry, Event, Op, Stage};
@@ -238,7 +238,6 @@ async fn execute(ctx: &ResourceCtx, entry: Entry) -> Executed {
 /// Takes one entry as far as it can go in this pass.
 async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, SyncError> {
     let spec = ctx.api.spec;
-    let sync = &ctx.settings.sync;
     let mut attempt = 0u32;
     loop {
         if ctx.shutdown.is_cancelled() {
@@ -271,7 +270,7 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
                 Ok(Prepared::Settled(Settled::Stale)) => return Ok(Executed::Stale),
                 Ok(Prepared::Settled(_)) => return Ok(Executed::Settled),
                 Err(SyncError::Upstream(e)) if e.is_retryable() => {
-                    return retry_later(ctx, &entry, &e, attempt, false).await;
+                    return Ok(retry_later(ctx, &entry, &e, attempt, false).await?.0);
                 }
                 Err(e) => return Err(e),
             }
@@ -322,7 +321,7 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
                     })
                     .await?;
                 match resolve::resolve_soon(ctx, seq).await? {
-                    Resolved::SafeToSend if attempt + 1 < sync.max_attempts_per_run => {
+                    Resolved::SafeToSend if attempt + 1 < ctx.retry.attempts() => {
                         attempt += 1;
                         entry = reload(ctx, seq).await?;
                         continue;
@@ -333,19 +332,14 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
             }
             WriteEffect::None if error.is_retryable() => {
                 match retry_later(ctx, &entry, &error, attempt, true).await? {
-                    Executed::Pending if attempt + 1 < sync.max_attempts_per_run => {
-                        let wait = delay(sync.retry_base, attempt, &error, sync.max_retry_after, "");
-                        if wait > MAX_INLINE_WAIT {
+                    (Executed::Pending, wait) if attempt + 1 < ctx.retry.attempts() => {
+                        if wait > MAX_INLINE_WAIT || !ctx.retry.pause(wait).await {
                             return Ok(Executed::Pending);
-                        }
-                        tokio::select! {
-                            _ = ctx.shutdown.cancelled() => return Ok(Executed::Pending),
-                            _ = tokio::time::sleep(wait) => {}
                         }
                         attempt += 1;
                         entry = reload(ctx, seq).await?;
                     }
-                    other => return Ok(other),
+                    (other, _) => return Ok(other),
                 }
             }
             WriteEffect::None => {
@@ -381,18 +375,18 @@ async fn reload(ctx: &ResourceCtx, seq: i64) -> Result<Entry, SyncError> {
 }
 
 /// Records a failure that proves nothing happened upstream; the entry waits for its next
-/// attempt (or, past `sync.max_attempts`, fails for a person).
+/// attempt (or, past `sync.max_attempts`, fails for a person). Returns the wait chosen.
 async fn retry_later(
     ctx: &ResourceCtx,
     entry: &Entry,
     error: &UpstreamError,
     attempt: u32,
     sent: bool,
-) -> Result<Executed, SyncError> {
+) -> Result<(Executed, std::time::Duration), SyncError> {
     let sync = &ctx.settings.sync;
     let spec = ctx.api.spec;
     let what = format!("{} {} local_id {:?}", spec.table, entry.op, entry.local_id);
-    let wait = delay(sync.retry_base, attempt, error, sync.max_retry_after, &what);
+    let wait = ctx.retry.delay(attempt, error, &what);
     let at = (chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (seq, msg, status, max_attempts) = (entry.seq, error.to_string(), error.status(), sync.max_attempts);
@@ -416,9 +410,9 @@ async fn retry_later(
     if stage == Stage::Failed {
         tracing::error!(resource = spec.table, seq, local_id = entry.local_id, op = %entry.op,
             max_attempts, "push kept failing; gave up until `restsync journal retry`");
-        return Ok(Executed::Failed);
+        return Ok((Executed::Failed, wait));
     }
-    Ok(Executed::Pending)
+    Ok((Executed::Pending, wait))
 }
 
 async fn send(

@@ -2,7 +2,6 @@
 //! listing, before anything is sent again (neither upstream has idempotency keys).
 
 use super::enqueue::sent_values;
-use super::retry::with_retries;
 use super::writeback::adopt;
 use super::{ResourceCtx, SyncError};
 use crate::resources::{describe_value, ResourceSpec};
@@ -30,14 +29,10 @@ pub(super) async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result
         })
         .collect();
     let what = format!("{} lookup for local_id {:?}", spec.table, entry.local_id);
-    let candidates = with_retries(
-        sync.max_attempts_per_run,
-        sync.retry_base,
-        sync.max_retry_after,
-        &what,
-        || ctx.api.search_all(&filters, sync.per_page),
-    )
-    .await?;
+    let candidates = ctx
+        .retry
+        .run(&what, || ctx.api.search_all(&filters, sync.per_page))
+        .await?;
     if candidates.is_empty() {
         // "Not found" lets the caller send the create again, so the empty answer must be
         // trustworthy: during an outage that lists nothing at all (seen upstream: valid
@@ -89,20 +84,12 @@ pub(super) async fn reconcile_create(ctx: &ResourceCtx, entry: &Entry) -> Result
 /// some: an empty-list outage, whose empty lookups prove nothing.
 pub(super) async fn ensure_listing_not_empty(ctx: &ResourceCtx) -> Result<(), SyncError> {
     let spec = ctx.api.spec;
-    let sync = &ctx.settings.sync;
     let known = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await?;
     if known == 0 {
         return Ok(());
     }
     let what = format!("{} listing check", spec.table);
-    let page = with_retries(
-        sync.max_attempts_per_run,
-        sync.retry_base,
-        sync.max_retry_after,
-        &what,
-        || ctx.api.list_page(1, 1, &[]),
-    )
-    .await?;
+    let page = ctx.retry.run(&what, || ctx.api.list_page(1, 1, &[])).await?;
     if page.total == 0 && page.records.is_empty() {
         return Err(SyncError::Postponed(format!(
             "{}: upstream lists no records at all although the mirror holds {known}; whether an earlier \

@@ -3,7 +3,6 @@
 
 use super::merge::{self, MirrorAction};
 use super::report::PullStats;
-use super::retry::with_retries;
 use super::{ResourceCtx, SyncError};
 use crate::config::ConflictPolicy;
 use crate::resources::{ResourceSpec, UpstreamName};
@@ -25,20 +24,12 @@ pub(super) async fn confirm_absent(
         return Ok((candidates, 0));
     }
     let spec = ctx.api.spec;
-    let sync = &ctx.settings.sync;
     if spec.upstream == UpstreamName::Firstline && candidates.len() <= CONFIRM_BY_GET_MAX {
         let mut gone = Vec::new();
         let asked = candidates.len();
         for id in candidates {
             let what = format!("{} get {id}", spec.table);
-            let found = with_retries(
-                sync.max_attempts_per_run,
-                sync.retry_base,
-                sync.max_retry_after,
-                &what,
-                || ctx.api.get(id),
-            )
-            .await?;
+            let found = ctx.retry.run(&what, || ctx.api.get(id)).await?;
             if found.is_none() {
                 gone.push(id);
             }

@@ -218,7 +218,7 @@ pub(super) async fn resolve_soon(ctx: &ResourceCtx, seq: i64) -> Result<Resolved
     let mut wait = ctx.settings.sync.retry_base.max(Duration::from_millis(200));
     let mut waited = Duration::ZERO;
     // At most `sync.max_attempts_per_run` lookups in place; later runs and passes go on.
-    for _ in 0..ctx.settings.sync.max_attempts_per_run {
+    for _ in 0..ctx.retry.attempts() {
         let Some(entry) = ctx.db.call(move |s| journal::get(s.conn(), seq)).await? else {
             return Ok(Resolved::Waiting);
         };
@@ -237,12 +237,8 @@ pub(super) async fn resolve_soon(ctx: &ResourceCtx, seq: i64) -> Result<Resolved
             (Resolved::Waiting, Stage::Unknown) => settle_in.unwrap_or_default() + Duration::from_millis(50),
             (r, _) => return Ok(r),
         };
-        if waited + pause > MAX_INLINE_WAIT / 2 {
+        if waited + pause > MAX_INLINE_WAIT / 2 || !ctx.retry.pause(pause).await {
             return Ok(Resolved::Waiting);
-        }
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(Resolved::Waiting),
-            _ = tokio::time::sleep(pause) => {}
         }
         waited += pause;
         wait = (wait * 2).min(Duration::from_secs(4));
