@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod exit;
 pub mod resources;
 pub mod sandbox;
 pub mod store;

@@ -19,17 +19,7 @@ use crate::store::writer_lock::{self, LockError, WriterLock};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
-/// Exit codes (sysexits.h): 0 done, 65 needs a human, 73 cannot create the output, 75 retry
-/// later, 78 bad configuration.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FATAL: i32 = 1;
-    pub const USAGE: i32 = 64;
-    pub const DATA: i32 = 65;
-    pub const CANTCREAT: i32 = 73;
-    pub const TEMPFAIL: i32 = 75;
-    pub const CONFIG: i32 = 78;
-}
+pub use crate::exit;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -45,7 +45,13 @@ pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mas
             Err(code) => code,
         }
     } else {
-        crate::daemon::run(config_path, settings, opts).await
+        crate::daemon::run(
+            config_path,
+            settings,
+            opts,
+            crate::daemon::Control::from_signals(),
+        )
+        .await
     };
     drop(lock);
     code

@@ -10,6 +10,7 @@ mod signals;
 mod watch;
 
 pub use health::Health;
+pub use signals::Control;
 
 use crate::config::{self, Settings};
 use crate::store::{Db, Store};
@@ -19,13 +20,13 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Exit codes of the service.
-const EXIT_OK: i32 = 0;
-const EXIT_FATAL: i32 = 1;
+use crate::exit::{FATAL as EXIT_FATAL, OK as EXIT_OK};
 
-pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions) -> i32 {
-    let shutdown = CancellationToken::new();
-    let mut reload = signals::spawn(shutdown.clone());
+/// Runs the service until `control.shutdown` is cancelled; reloads the configuration from
+/// `config_path` on every `control.reload` message. The CLI passes the process's signals
+/// ([`Control::from_signals`]); tests drive it directly.
+pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, control: Control) -> i32 {
+    let Control { shutdown, mut reload } = control;
     let health = Health::default();
     crate::telemetry::install();
     let names: Vec<&'static str> = settings.resources.iter().map(|r| r.kind.name()).collect();

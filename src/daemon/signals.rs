@@ -5,7 +5,25 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub fn spawn(shutdown: CancellationToken) -> mpsc::Receiver<()> {
+/// What the service is told from outside: stop, or reload its configuration.
+pub struct Control {
+    /// Cancelled to stop: no new request starts, in-flight ones get the grace period.
+    pub shutdown: CancellationToken,
+    /// One message per reload request.
+    pub reload: mpsc::Receiver<()>,
+}
+
+impl Control {
+    /// Driven by the process's signals: SIGTERM/SIGINT stop (a second one exits at once),
+    /// SIGHUP reloads.
+    pub fn from_signals() -> Control {
+        let shutdown = CancellationToken::new();
+        let reload = spawn(shutdown.clone());
+        Control { shutdown, reload }
+    }
+}
+
+fn spawn(shutdown: CancellationToken) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (

@@ -76,7 +76,8 @@ pub(super) fn out_of_scope(
         let have = describe_value(&values[i]);
         (have != *wanted).then(|| {
             format!(
-                "{} local_id {local_id}: {column} {have} is outside this resource's scope                  (resources.{}.{column} = {wanted}); upstream would create it where this mirror does not list it. \
+                "{} local_id {local_id}: {column} {have} is outside this resource's scope \
+                 (resources.{}.{column} = {wanted}); upstream would create it where this mirror does not list it. \
                  Set {column} to {wanted}, or delete the row",
                 spec.table, spec.table
             )
@@ -112,8 +113,29 @@ pub(super) fn enqueue(
         let changes = mirror::local_changes(tx, spec)?;
         let base_count = mirror::count_base(tx, spec)?;
         let delete_count = changes.deletes.len();
+        // A row whose `id` was edited (or cleared) by hand looks like a delete of its record
+        // plus a row of unknown origin. `id` is upstream's: nothing is pushed for it.
+        let mut id_edited: HashMap<i64, String> = HashMap::new();
+        for b in &changes.deletes {
+            let Some(local_id) = b.local_id else { continue };
+            let Some(row) = mirror::mirror_by_local_id(tx, spec, local_id)? else {
+                continue;
+            };
+            if row.id != Some(b.id) && spec.changed_writable(&row.values, &b.values).is_empty() {
+                let now = row.id.map_or("NULL".to_string(), |i| i.to_string());
+                id_edited.insert(
+                    local_id,
+                    format!(
+                        "{} local_id {local_id}: id was changed from {} to {now} locally, but id is upstream's and cannot \
+                         be changed; nothing was pushed. Set it back (UPDATE {} SET id = {} WHERE local_id = {local_id}); \
+                         to replace the record, delete the row and insert a new one",
+                        spec.table, b.id, spec.table, b.id
+                    ),
+                );
+            }
+        }
         let mut desired: Vec<Desired> = Vec::new();
-        for m in &changes.creates {
+        for m in changes.creates.iter().filter(|m| !id_edited.contains_key(&m.local_id)) {
             desired.push(Desired {
                 op: Op::Create,
                 local_id: Some(m.local_id),
@@ -158,7 +180,7 @@ pub(super) fn enqueue(
                 upstream_id: Some(b.id),
                 payload: "{}".into(),
                 row_values: spec.values_to_json(&b.values),
-                rejected: None,
+                rejected: b.local_id.and_then(|l| id_edited.get(&l).cloned()),
             });
         }
 

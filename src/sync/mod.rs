@@ -1,8 +1,10 @@
 //! The sync engine: one cycle per resource is recover -> pull (walk + merge) -> push. The
 //! one-shot command and the daemon both call [`Engine::run_cycle`].
 
+mod apply;
 mod enqueue;
 pub mod merge;
+mod plan;
 mod prepare;
 mod pull;
 mod push;
@@ -11,6 +13,7 @@ mod removal;
 mod report;
 mod resolve;
 mod retry;
+mod walk;
 mod writeback;
 
 pub use report::{CycleReport, Outcome, PullStats, PushStats, ResourceReport};
@@ -209,7 +212,7 @@ impl Engine {
         let mut out = Vec::new();
         for kind in self.resources() {
             if let Some(ctx) = self.ctx(kind, CycleOptions::default()) {
-                out.push((kind, pull::plan(&ctx).await));
+                out.push((kind, plan::plan(&ctx).await));
             }
         }
         out

@@ -5,9 +5,9 @@
 //! (Firstline's PUT wants `contact_id`), so a push never undoes a change made upstream
 //! since the last walk, and never has to wait for a complete walk.
 
+use super::apply::{apply_mirror_action, record_conflicts, with_own_pushes};
 use super::enqueue::journal_values;
 use super::merge::{self, MirrorAction};
-use super::pull::{apply_mirror_action, record_conflicts, with_own_pushes};
 use super::{ResourceCtx, SyncError};
 use crate::config::ConflictPolicy;
 use crate::resources::{Record, ResourceSpec};

@@ -8,9 +8,10 @@ use crate::config::ConflictPolicy;
 use crate::resources::{ResourceSpec, UpstreamName};
 use crate::store::{mirror, Store, StoreError};
 
-use super::pull::{apply_mirror_action, record_conflicts, run_walk};
+use super::apply::{apply_mirror_action, record_conflicts};
+use super::walk::run_walk;
 /// Absences confirmed one GET at a time up to this many; beyond, by a second walk.
-const CONFIRM_BY_GET_MAX: usize = 50;
+pub(super) const CONFIRM_BY_GET_MAX: usize = 50;
 
 /// Confirms that records missing from a walk are really gone: by GET when there are few
 /// and the API has one, else by a second complete walk. Returns the confirmed ids and how

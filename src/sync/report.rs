@@ -1,5 +1,6 @@
 //! What a cycle did, per resource, and the exit code it adds up to.
 
+use crate::exit;
 use crate::resources::ResourceKind;
 use serde::Serialize;
 
@@ -26,10 +27,10 @@ impl Outcome {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Outcome::Ok => 0,
-            Outcome::Transient(_) => 75,
-            Outcome::NeedsHuman(_) => 65,
-            Outcome::Fatal(_) => 1,
+            Outcome::Ok => exit::OK,
+            Outcome::Transient(_) => exit::TEMPFAIL,
+            Outcome::NeedsHuman(_) => exit::DATA,
+            Outcome::Fatal(_) => exit::FATAL,
         }
     }
 }
@@ -140,7 +141,7 @@ impl CycleReport {
             .iter()
             .map(|r| &r.outcome)
             .max_by_key(|o| o.rank())
-            .map_or(0, Outcome::exit_code)
+            .map_or(exit::OK, Outcome::exit_code)
     }
 }
 

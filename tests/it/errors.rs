@@ -1,9 +1,7 @@
 //! Bad answers from upstream and bad configuration: a clear error naming what was wrong,
 //! the right exit code, and a mirror left as it was.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 use restsync::sandbox::{FaultAction, Kind, ScriptedFault};
 
 fn always(method: &str, kind: Kind, page: Option<u32>, action: FaultAction) -> ScriptedFault {
@@ -257,7 +255,7 @@ async fn unrelated_environment_is_ignored_and_bad_header_values_name_their_key()
 }
 
 /// Runs `restsync demo --dir DIR` with a small sandbox.
-async fn demo(dir: &std::path::Path) -> common::Run {
+async fn demo(dir: &std::path::Path) -> crate::common::Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_restsync"));
     cmd.args(["demo", "--records", "12", "--dir"]).arg(dir);
     for (k, _) in std::env::vars() {
@@ -267,7 +265,7 @@ async fn demo(dir: &std::path::Path) -> common::Run {
     }
     cmd.kill_on_drop(true);
     let out = cmd.output().await.expect("run restsync demo");
-    common::Run {
+    crate::common::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

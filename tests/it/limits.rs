@@ -1,9 +1,7 @@
 //! Per-upstream limits: a configured request rate keeps restsync under the upstream's own
 //! rate limit (no 429s of its making), pulls and pushes together.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 use restsync::sandbox::{Faults, Kind};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,7 @@
 //! Logs: one summary line per resource per cycle, JSON when asked, push failures with
 //! resource, row, operation and upstream's message, and never a token.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_carry_a_summary_per_resource_and_push_failures_without_secrets() {

@@ -2,9 +2,7 @@
 //! through the real `restsync` binary; merges, conflicts, rejections, lost answers, kills
 //! and the journal commands behave as documented.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 use restsync::sandbox::{FaultAction, Faults, Kind, ScriptedFault};
 use rusqlite::params;
 use serde_json::{json, Value};
@@ -1369,7 +1367,7 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
     );
     assert_eq!(env.row_json("phone_numbers", edited), edited_before);
     let restored = env.row_json("phone_numbers", deleted);
-    for (col, _) in common::writable(Kind::PhoneNumbers) {
+    for (col, _) in crate::common::writable(Kind::PhoneNumbers) {
         assert_eq!(restored[*col], deleted_before[*col], "column {col}");
     }
     assert_eq!(restored["profile_id"], deleted_before["profile_id"]);
@@ -1936,7 +1934,7 @@ async fn a_version_1_database_with_pending_work_is_upgraded_and_pushed() {
     {
         // The version-1 schema, as a version-1 restsync left the file.
         let conn = env.db();
-        conn.execute_batch(include_str!("../migrations/0001_init.sql"))
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql"))
             .expect("version-1 schema");
         conn.pragma_update(None, "user_version", 1).expect("user_version");
         let values = json!([
@@ -2020,5 +2018,44 @@ async fn a_version_1_database_with_pending_work_is_upgraded_and_pushed() {
         env.count("SELECT count(*) FROM journal WHERE state NOT IN ('done', 'superseded')"),
         0
     );
+    env.assert_converged();
+}
+
+/// `id` is upstream's: editing or clearing it by hand pushes nothing (no delete of the old
+/// record, no create of a new one), names the row, and setting it back settles it.
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let address = env.upstream_ids(Kind::Addresses)[2];
+    let smart = env.upstream_ids(Kind::SmartNumbers)[3];
+    env.exec(&format!(
+        "UPDATE addresses SET id = id + 1000000 WHERE id = {address};
+         UPDATE smart_numbers SET id = NULL WHERE id = {smart};"
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("id was changed from"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("SET id = {address}")),
+        "{}",
+        run.stderr
+    );
+    for kind in [Kind::Addresses, Kind::SmartNumbers] {
+        assert_eq!(env.control.count_requests("DELETE", kind), 0, "{kind:?}");
+        assert_eq!(env.control.count_requests("POST", kind), 0, "{kind:?}");
+    }
+    assert!(env.control.get(Kind::Addresses, address).is_some());
+    assert!(env
+        .control
+        .list(Kind::SmartNumbers)
+        .iter()
+        .any(|r| r["id"] == smart));
+    env.exec(&format!(
+        "UPDATE addresses SET id = {address} WHERE id = {};
+         UPDATE smart_numbers SET id = {smart} WHERE id IS NULL;",
+        address + 1_000_000
+    ));
+    env.sync_ok().await;
     env.assert_converged();
 }

@@ -9,9 +9,7 @@
 //! Each case runs a fresh sandbox and the real binary, so cases are few: 6 by default,
 //! `RESTSYNC_PROPTEST_CASES=N` for more.
 
-mod common;
-
-use common::{writable, Env};
+use crate::common::{writable, Env};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use restsync::sandbox::{Faults, Kind};

@@ -1,8 +1,6 @@
 //! Pull: `restsync sync --once` walks every resource of the sandbox into the mirror.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 use restsync::sandbox::{FaultAction, Kind, ScriptedFault};
 use serde_json::json;
 

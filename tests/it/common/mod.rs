@@ -1,6 +1,5 @@
 //! Shared harness for the integration tests: a sandbox on 127.0.0.1 (port 0), a temporary
 //! directory with a config and a real SQLite file, and the real `restsync` binary.
-#![allow(dead_code)]
 
 use restsync::sandbox::{Kind, Sandbox, SandboxControl, SandboxOptions};
 use rusqlite::Connection;

@@ -1,9 +1,7 @@
 //! `restsync sync` as a long-running service: a real process against the sandbox, with a
 //! NOTIFY_SOCKET this test listens on, signals, the metrics endpoint and SQL edits.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 use restsync::sandbox::{FaultAction, Kind, ScriptedFault};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -1,0 +1,16 @@
+//! The integration tests: the real binary and library against the built-in sandbox on
+//! 127.0.0.1, a real SQLite file, real HTTP. One test crate, so `cargo test` links once.
+
+#![allow(dead_code)]
+
+mod common;
+mod config_example;
+mod convergence;
+mod daemon;
+mod errors;
+mod limits;
+mod logs;
+mod parsers;
+mod pull;
+mod push;
+mod reliability;
