@@ -176,7 +176,8 @@ fn claim_dir(dir: &Path) -> Result<(), String> {
     .map_err(|e| format!("cannot write {}: {e}", dir.join(MARKER).display()))
 }
 
-async fn run_inner(dir: &Path, records: usize) -> anyhow::Result<i32> {
+/// Any failure ends the demo with its message; nothing here is retried.
+async fn run_inner(dir: &Path, records: usize) -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
     let opts = SandboxOptions {
         records,
         ..SandboxOptions::default()

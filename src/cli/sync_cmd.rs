@@ -40,8 +40,19 @@ pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mas
         Err(code) => return code,
     };
     let code = if once {
+        // SIGTERM/SIGINT stop a one-shot run the same way: no request starts after the
+        // signal, requests in flight finish, and the run exits 75 with the work left.
+        let control = crate::daemon::Control::from_signals();
         match engine(settings) {
-            Ok(engine) => engine.run_cycle(opts).await.exit_code(),
+            Ok(engine) => {
+                let engine = engine.with_shutdown(control.shutdown.clone());
+                let code = engine.run_cycle(opts).await.exit_code();
+                if control.shutdown.is_cancelled() && code == super::exit::OK {
+                    super::exit::TEMPFAIL
+                } else {
+                    code
+                }
+            }
             Err(code) => code,
         }
     } else {

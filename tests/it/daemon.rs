@@ -567,3 +567,51 @@ async fn a_reload_during_a_slow_create_never_duplicates_it() {
     assert_eq!(env.control.count_requests("POST", Kind::PhoneNumbers), 1);
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// The service in-process: `daemon::run` driven by its `Control`, no process, no signals.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_runs_reloads_and_stops_under_its_control() {
+    let env = Env::start(20).await;
+    daemon_config(&env, free_port(), "");
+    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
+    let control = restsync::daemon::Control {
+        shutdown: shutdown.clone(),
+        reload: reload_rx,
+    };
+    let service = tokio::spawn(restsync::daemon::run(
+        env.config.clone(),
+        settings,
+        restsync::sync::CycleOptions::default(),
+        control,
+    ));
+    eventually(Duration::from_secs(20), "first walk", || {
+        std::path::Path::new(&env.db_path).exists() && env.count("SELECT count(*) FROM phone_numbers") == 20
+    })
+    .await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[4];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'in-process' WHERE id = {id}"
+    ));
+    eventually(Duration::from_secs(10), "edit pushed", || {
+        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"] == "in-process"
+    })
+    .await;
+    // A reload restarts the schedulers with the (same) configuration; the service goes on.
+    reload.send(()).await.expect("reload");
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'after reload' WHERE id = {id}"
+    ));
+    eventually(Duration::from_secs(10), "edit pushed after the reload", || {
+        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"] == "after reload"
+    })
+    .await;
+    shutdown.cancel();
+    let code = tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .expect("stops")
+        .expect("task");
+    assert_eq!(code, 0);
+    env.assert_converged();
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod common;
+mod config_defaults;
 mod config_example;
 mod convergence;
 mod daemon;

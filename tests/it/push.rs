@@ -2059,3 +2059,55 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
     env.sync_ok().await;
     env.assert_converged();
 }
+
+/// SIGTERM stops a one-shot run cleanly: requests in flight finish, no new one starts, the
+/// run exits 75, and the next run completes the work without duplicates.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_one_shot_run_cleanly() {
+    let env = Env::start(20).await;
+    env.write_config("concurrency = 1", "");
+    env.sync_ok().await;
+    for i in 0..6 {
+        env.exec(&format!(
+            "INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0988 000 {i:03}', 'term {i}')"
+        ));
+    }
+    env.control
+        .push_scripted(scripted("POST", Kind::PhoneNumbers, FaultAction::Delay(400), 6));
+    let child = env.spawn(&["sync", "--once"]);
+    let pid = child.id().expect("pid").to_string();
+    let started = Instant::now();
+    while env.count("SELECT count(*) FROM journal WHERE op = 'create' AND state = 'in_flight'") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no create started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().await.expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = env.control.count_requests("POST", Kind::PhoneNumbers);
+    assert!(sent < 6, "the run went on after SIGTERM ({sent} creates sent)");
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE state = 'in_flight'"),
+        0,
+        "the request in flight was let finish"
+    );
+    env.sync_ok().await;
+    for i in 0..6 {
+        let made = upstream_where(
+            &env,
+            Kind::PhoneNumbers,
+            "number",
+            &json!(format!("0988 000 {i:03}")),
+        );
+        assert_eq!(made.len(), 1, "{made:#?}");
+    }
+}

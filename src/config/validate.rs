@@ -1,286 +1,12 @@
-//! Configuration: a TOML file, then `RESTSYNC_*` environment overrides (`__` separates
-//! levels), then one validation pass that reports every problem by key.
+//! One validation pass over the raw configuration that names every bad key, and the
+//! defaults filled in for the keys left out.
 
-use crate::resources::{ResourceKind, UpstreamName};
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
-use url::Url;
+use super::defaults;
+use super::raw::*;
+use super::schedule::parse_schedule;
+use super::*;
 
-/// Environment variables with the `RESTSYNC_` prefix that are CLI flags, not config keys.
-const NON_KEY_ENV: &[&str] = &["RESTSYNC_CONFIG", "RESTSYNC_LOG_FORMAT"];
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration {path}: {message}")]
-    Load { path: PathBuf, message: String },
-    #[error("invalid configuration {path}:\n  - {}", problems.join("\n  - "))]
-    Invalid { path: PathBuf, problems: Vec<String> },
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    database: RawDatabase,
-    #[serde(default)]
-    upstreams: RawUpstreams,
-    #[serde(default)]
-    resources: RawResources,
-    #[serde(default)]
-    sync: RawSync,
-    #[serde(default)]
-    log: RawLog,
-    #[serde(default)]
-    metrics: RawMetrics,
-    #[serde(default)]
-    daemon: RawDaemon,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    listen: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDaemon {
-    shutdown_grace_secs: Option<u64>,
-    push_delay_ms: Option<u64>,
-    watch_interval_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDatabase {
-    path: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawUpstreams {
-    firstline: Option<RawUpstream>,
-    plusofon: Option<RawUpstream>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    base_url: Option<String>,
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-    client: Option<String>,
-    max_requests_per_sec: Option<f64>,
-    max_in_flight: Option<usize>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawResources {
-    phone_numbers: Option<RawResource>,
-    addresses: Option<RawResource>,
-    smart_numbers: Option<RawResource>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawResource {
-    enabled: Option<bool>,
-    schedule: Option<String>,
-    user_id: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSync {
-    schedule: Option<String>,
-    per_page: Option<u32>,
-    concurrency: Option<usize>,
-    request_timeout_secs: Option<u64>,
-    on_conflict: Option<String>,
-    max_delete_fraction: Option<f64>,
-    max_attempts_per_run: Option<u32>,
-    max_attempts: Option<u32>,
-    identify_timeout_secs: Option<u64>,
-    retry_base_ms: Option<u64>,
-    max_retry_after_secs: Option<u64>,
-    journal_retention_days: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    level: Option<String>,
-    format: Option<String>,
-}
-
-/// A token that never shows up in logs or debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictPolicy {
-    RemoteWins,
-    LocalWins,
-}
-
-impl ConflictPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictPolicy::RemoteWins => "remote-wins",
-            ConflictPolicy::LocalWins => "local-wins",
-        }
-    }
-}
-
-impl FromStr for ConflictPolicy {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "remote-wins" => Ok(ConflictPolicy::RemoteWins),
-            "local-wins" => Ok(ConflictPolicy::LocalWins),
-            _ => Err(()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    pub name: UpstreamName,
-    pub base_url: Url,
-    pub token: Secret,
-    /// Plusofon's `Client` header.
-    pub client: Option<String>,
-    /// Requests per second to this upstream, pulls and pushes together (None: unlimited).
-    pub max_requests_per_sec: Option<f64>,
-    /// Requests in flight to this upstream at once (None: unlimited).
-    pub max_in_flight: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ResourceSettings {
-    pub kind: ResourceKind,
-    pub schedule: cron::Schedule,
-    /// Plusofon list filter.
-    pub user_id: Option<i64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SyncSettings {
-    pub schedule: cron::Schedule,
-    pub per_page: u32,
-    pub concurrency: usize,
-    pub request_timeout: Duration,
-    pub on_conflict: ConflictPolicy,
-    pub max_delete_fraction: f64,
-    pub max_attempts_per_run: u32,
-    /// Attempts of one entry across all runs before it is failed for a person.
-    pub max_attempts: u32,
-    /// How long an accepted create is looked for before a person is asked.
-    pub identify_timeout: Duration,
-    pub retry_base: Duration,
-    pub max_retry_after: Duration,
-    pub journal_retention: Duration,
-}
-
-/// How the long-running service behaves (`restsync sync` without `--once`).
-#[derive(Debug, Clone)]
-pub struct DaemonSettings {
-    /// How long in-flight requests may take to finish after SIGTERM.
-    pub shutdown_grace: Duration,
-    /// How long a burst of local edits is collected before one push.
-    pub push_delay: Duration,
-    /// How often the mirror is checked for local edits.
-    pub watch_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub source: PathBuf,
-    pub database_path: PathBuf,
-    pub upstreams: BTreeMap<&'static str, UpstreamSettings>,
-    pub resources: Vec<ResourceSettings>,
-    pub sync: SyncSettings,
-    pub log_level: Option<String>,
-    pub log_format: Option<LogFormat>,
-    /// Where `/metrics` and `/healthz` are served, if anywhere.
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    pub daemon: DaemonSettings,
-}
-
-impl Settings {
-    pub fn upstream(&self, name: UpstreamName) -> Option<&UpstreamSettings> {
-        self.upstreams.get(name.as_str())
-    }
-
-    pub fn resource(&self, kind: ResourceKind) -> Option<&ResourceSettings> {
-        self.resources.iter().find(|r| r.kind == kind)
-    }
-}
-
-/// Loads the file at `path` and the environment, and validates the result.
-pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    // Only names with a `__` level separator are config keys (every key lives in a
-    // section), so an unrelated RESTSYNC_SOMETHING in the environment is left alone.
-    let env: std::collections::HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("RESTSYNC_") && k.contains("__") && !NON_KEY_ENV.contains(&k.as_str()))
-        .collect();
-    load_with_env(path, env)
-}
-
-pub fn load_with_env(
-    path: &Path,
-    env: std::collections::HashMap<String, String>,
-) -> Result<Settings, ConfigError> {
-    if !path.exists() {
-        return Err(ConfigError::Load {
-            path: path.to_path_buf(),
-            message: "no such file (pass --config PATH or set RESTSYNC_CONFIG)".into(),
-        });
-    }
-    let raw: RawConfig = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix("RESTSYNC")
-                .prefix_separator("_")
-                .separator("__")
-                .source(Some(env)),
-        )
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: vec![e.to_string()],
-        })?;
-    validate(path, raw)
-}
-
-fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
+pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let mut problems = Vec::new();
     let base_dir = path.parent().unwrap_or(Path::new("."));
 
@@ -383,15 +109,21 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             })
             .ok()
     });
-    let grace = raw.daemon.shutdown_grace_secs.unwrap_or(20);
+    let grace = raw
+        .daemon
+        .shutdown_grace_secs
+        .unwrap_or(defaults::SHUTDOWN_GRACE_SECS);
     if grace > 600 {
         problems.push(format!("daemon.shutdown_grace_secs: {grace} is more than 600"));
     }
-    let push_delay = raw.daemon.push_delay_ms.unwrap_or(1000);
+    let push_delay = raw.daemon.push_delay_ms.unwrap_or(defaults::PUSH_DELAY_MS);
     if push_delay > 600_000 {
         problems.push(format!("daemon.push_delay_ms: {push_delay} is more than 600000"));
     }
-    let watch_interval = raw.daemon.watch_interval_ms.unwrap_or(500);
+    let watch_interval = raw
+        .daemon
+        .watch_interval_ms
+        .unwrap_or(defaults::WATCH_INTERVAL_MS);
     if !(50..=600_000).contains(&watch_interval) {
         problems.push(format!(
             "daemon.watch_interval_ms: {watch_interval} is outside 50..=600000"
@@ -556,65 +288,67 @@ fn read_token_file(key: &str, file: &Path, base_dir: &Path, problems: &mut Vec<S
 
 fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSettings> {
     let before = problems.len();
-    let schedule = parse_schedule(raw.schedule.as_deref().unwrap_or("0 */5 * * * *"))
+    let schedule = parse_schedule(raw.schedule.as_deref().unwrap_or(defaults::SCHEDULE))
         .map_err(|e| problems.push(format!("sync.schedule: {e}")))
         .ok();
-    let per_page = raw.per_page.unwrap_or(100);
+    let per_page = raw.per_page.unwrap_or(defaults::PER_PAGE);
     if !(1..=1000).contains(&per_page) {
         problems.push(format!("sync.per_page: {per_page} is outside 1..=1000"));
     }
-    let concurrency = raw.concurrency.unwrap_or(4);
+    let concurrency = raw.concurrency.unwrap_or(defaults::CONCURRENCY);
     if !(1..=64).contains(&concurrency) {
         problems.push(format!("sync.concurrency: {concurrency} is outside 1..=64"));
     }
-    let timeout = raw.request_timeout_secs.unwrap_or(30);
+    let timeout = raw.request_timeout_secs.unwrap_or(defaults::REQUEST_TIMEOUT_SECS);
     if !(1..=3600).contains(&timeout) {
         problems.push(format!(
             "sync.request_timeout_secs: {timeout} is outside 1..=3600"
         ));
     }
-    let on_conflict = match raw.on_conflict.as_deref() {
-        None => ConflictPolicy::RemoteWins,
-        Some(s) => s.parse().unwrap_or_else(|()| {
-            problems.push(format!(
-                "sync.on_conflict: {s:?} is not one of \"remote-wins\", \"local-wins\""
-            ));
-            ConflictPolicy::RemoteWins
-        }),
-    };
-    let fraction = raw.max_delete_fraction.unwrap_or(0.5);
+    let on_conflict_text = raw.on_conflict.as_deref().unwrap_or(defaults::ON_CONFLICT);
+    let on_conflict = on_conflict_text.parse().unwrap_or_else(|()| {
+        problems.push(format!(
+            "sync.on_conflict: {on_conflict_text:?} is not one of \"remote-wins\", \"local-wins\""
+        ));
+        ConflictPolicy::RemoteWins
+    });
+    let fraction = raw.max_delete_fraction.unwrap_or(defaults::MAX_DELETE_FRACTION);
     if !(0.0..=1.0).contains(&fraction) {
         problems.push(format!(
             "sync.max_delete_fraction: {fraction} is outside 0.0..=1.0"
         ));
     }
-    let attempts = raw.max_attempts_per_run.unwrap_or(4);
+    let attempts = raw.max_attempts_per_run.unwrap_or(defaults::MAX_ATTEMPTS_PER_RUN);
     if attempts == 0 || attempts > 100 {
         problems.push(format!(
             "sync.max_attempts_per_run: {attempts} is outside 1..=100"
         ));
     }
-    let max_attempts = raw.max_attempts.unwrap_or(10);
+    let max_attempts = raw.max_attempts.unwrap_or(defaults::MAX_ATTEMPTS);
     if !(1..=10_000).contains(&max_attempts) {
         problems.push(format!("sync.max_attempts: {max_attempts} is outside 1..=10000"));
     }
-    let identify_timeout = raw.identify_timeout_secs.unwrap_or(900);
+    let identify_timeout = raw
+        .identify_timeout_secs
+        .unwrap_or(defaults::IDENTIFY_TIMEOUT_SECS);
     if !(1..=604_800).contains(&identify_timeout) {
         problems.push(format!(
             "sync.identify_timeout_secs: {identify_timeout} is outside 1..=604800 (a week)"
         ));
     }
-    let retry_base_ms = raw.retry_base_ms.unwrap_or(500);
+    let retry_base_ms = raw.retry_base_ms.unwrap_or(defaults::RETRY_BASE_MS);
     if retry_base_ms > 60_000 {
         problems.push(format!("sync.retry_base_ms: {retry_base_ms} is more than 60000"));
     }
-    let max_retry_after = raw.max_retry_after_secs.unwrap_or(300);
+    let max_retry_after = raw.max_retry_after_secs.unwrap_or(defaults::MAX_RETRY_AFTER_SECS);
     if max_retry_after > 86_400 {
         problems.push(format!(
             "sync.max_retry_after_secs: {max_retry_after} is more than 86400 (a day)"
         ));
     }
-    let retention_days = raw.journal_retention_days.unwrap_or(30);
+    let retention_days = raw
+        .journal_retention_days
+        .unwrap_or(defaults::JOURNAL_RETENTION_DAYS);
     if retention_days > 36_500 {
         problems.push(format!(
             "sync.journal_retention_days: {retention_days} is more than 36500"
@@ -638,56 +372,3 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         journal_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
     })
 }
-
-/// Parses a cron schedule with seconds (six or seven fields) or an ordinary five-field
-/// crontab line, which runs at second 0.
-pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    let expr = if fields.len() == 5 {
-        let dow = crontab_day_of_week(fields[4]).ok_or_else(|| format!("{s:?}: bad day-of-week field"))?;
-        format!("0 {} {} {} {} {dow}", fields[0], fields[1], fields[2], fields[3])
-    } else {
-        s.to_string()
-    };
-    cron::Schedule::from_str(&expr).map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
-}
-
-/// Crontab numbers days 0-7 from Sunday (0 and 7 both Sunday); the cron crate numbers
-/// them 1-7 from Sunday. Names and `*` mean the same in both.
-fn crontab_day_of_week(field: &str) -> Option<String> {
-    let day = |d: &str| -> Option<u32> {
-        match d.parse::<u32>() {
-            Ok(n) if n <= 7 => Some(n % 7 + 1),
-            Ok(_) => None,
-            Err(_) => Some(0),
-        }
-    };
-    let mut out = Vec::new();
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, st)) => (r, Some(st)),
-            None => (item, None),
-        };
-        let step = step.map(|st| format!("/{st}")).unwrap_or_default();
-        let converted = match range.split_once('-') {
-            _ if range == "*" || range.chars().any(|c| c.is_ascii_alphabetic()) => format!("{range}{step}"),
-            Some((a, b)) => {
-                let (from, to) = (day(a)?, day(b)?);
-                // `5-7` (Fri-Sun) ends on Sunday, which the cron crate numbers first.
-                if b.trim() == "7" && from > 1 {
-                    format!("{from}-7{step},1")
-                } else if b.trim() == "7" {
-                    format!("1-7{step}")
-                } else {
-                    format!("{from}-{to}{step}")
-                }
-            }
-            None => format!("{}{step}", day(range)?),
-        };
-        out.push(converted);
-    }
-    Some(out.join(","))
-}
-
-#[cfg(test)]
-mod tests;

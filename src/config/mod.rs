@@ -1,0 +1,195 @@
+//! Configuration: a TOML file, then `RESTSYNC_*` environment overrides (`__` separates
+//! levels), then one validation pass that reports every problem by key.
+
+mod defaults;
+mod raw;
+mod schedule;
+mod validate;
+
+pub use defaults::*;
+pub use schedule::parse_schedule;
+
+use crate::resources::{ResourceKind, UpstreamName};
+use raw::RawConfig;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use url::Url;
+
+/// Environment variables with the `RESTSYNC_` prefix that are CLI flags, not config keys.
+const NON_KEY_ENV: &[&str] = &["RESTSYNC_CONFIG", "RESTSYNC_LOG_FORMAT"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("invalid configuration {path}:\n  - {}", problems.join("\n  - "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+/// A token that never shows up in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    RemoteWins,
+    LocalWins,
+}
+
+impl ConflictPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictPolicy::RemoteWins => "remote-wins",
+            ConflictPolicy::LocalWins => "local-wins",
+        }
+    }
+}
+
+impl FromStr for ConflictPolicy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "remote-wins" => Ok(ConflictPolicy::RemoteWins),
+            "local-wins" => Ok(ConflictPolicy::LocalWins),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: UpstreamName,
+    pub base_url: Url,
+    pub token: Secret,
+    /// Plusofon's `Client` header.
+    pub client: Option<String>,
+    /// Requests per second to this upstream, pulls and pushes together (None: unlimited).
+    pub max_requests_per_sec: Option<f64>,
+    /// Requests in flight to this upstream at once (None: unlimited).
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceSettings {
+    pub kind: ResourceKind,
+    pub schedule: cron::Schedule,
+    /// Plusofon list filter.
+    pub user_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub schedule: cron::Schedule,
+    pub per_page: u32,
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub on_conflict: ConflictPolicy,
+    pub max_delete_fraction: f64,
+    pub max_attempts_per_run: u32,
+    /// Attempts of one entry across all runs before it is failed for a person.
+    pub max_attempts: u32,
+    /// How long an accepted create is looked for before a person is asked.
+    pub identify_timeout: Duration,
+    pub retry_base: Duration,
+    pub max_retry_after: Duration,
+    pub journal_retention: Duration,
+}
+
+/// How the long-running service behaves (`restsync sync` without `--once`).
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a burst of local edits is collected before one push.
+    pub push_delay: Duration,
+    /// How often the mirror is checked for local edits.
+    pub watch_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub database_path: PathBuf,
+    pub upstreams: BTreeMap<&'static str, UpstreamSettings>,
+    pub resources: Vec<ResourceSettings>,
+    pub sync: SyncSettings,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub daemon: DaemonSettings,
+}
+
+impl Settings {
+    pub fn upstream(&self, name: UpstreamName) -> Option<&UpstreamSettings> {
+        self.upstreams.get(name.as_str())
+    }
+
+    pub fn resource(&self, kind: ResourceKind) -> Option<&ResourceSettings> {
+        self.resources.iter().find(|r| r.kind == kind)
+    }
+}
+
+/// Loads the file at `path` and the environment, and validates the result.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    // Only names with a `__` level separator are config keys (every key lives in a
+    // section), so an unrelated RESTSYNC_SOMETHING in the environment is left alone.
+    let env: std::collections::HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("RESTSYNC_") && k.contains("__") && !NON_KEY_ENV.contains(&k.as_str()))
+        .collect();
+    load_with_env(path, env)
+}
+
+pub fn load_with_env(
+    path: &Path,
+    env: std::collections::HashMap<String, String>,
+) -> Result<Settings, ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::Load {
+            path: path.to_path_buf(),
+            message: "no such file (pass --config PATH or set RESTSYNC_CONFIG)".into(),
+        });
+    }
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("RESTSYNC")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env)),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![e.to_string()],
+        })?;
+    validate::validate(path, raw)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,54 @@
+//! Schedules: six-field cron with seconds, or an ordinary five-field crontab line (whose
+//! day-of-week numbering differs from the cron crate's, so it is translated).
+
+use std::str::FromStr;
+
+/// Parses a cron schedule with seconds (six or seven fields) or an ordinary five-field
+/// crontab line, which runs at second 0.
+pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    let expr = if fields.len() == 5 {
+        let dow = crontab_day_of_week(fields[4]).ok_or_else(|| format!("{s:?}: bad day-of-week field"))?;
+        format!("0 {} {} {} {} {dow}", fields[0], fields[1], fields[2], fields[3])
+    } else {
+        s.to_string()
+    };
+    cron::Schedule::from_str(&expr).map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
+}
+
+/// Crontab numbers days 0-7 from Sunday (0 and 7 both Sunday); the cron crate numbers
+/// them 1-7 from Sunday. Names and `*` mean the same in both.
+fn crontab_day_of_week(field: &str) -> Option<String> {
+    let day = |d: &str| -> Option<u32> {
+        match d.parse::<u32>() {
+            Ok(n) if n <= 7 => Some(n % 7 + 1),
+            Ok(_) => None,
+            Err(_) => Some(0),
+        }
+    };
+    let mut out = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, st)) => (r, Some(st)),
+            None => (item, None),
+        };
+        let step = step.map(|st| format!("/{st}")).unwrap_or_default();
+        let converted = match range.split_once('-') {
+            _ if range == "*" || range.chars().any(|c| c.is_ascii_alphabetic()) => format!("{range}{step}"),
+            Some((a, b)) => {
+                let (from, to) = (day(a)?, day(b)?);
+                // `5-7` (Fri-Sun) ends on Sunday, which the cron crate numbers first.
+                if b.trim() == "7" && from > 1 {
+                    format!("{from}-7{step},1")
+                } else if b.trim() == "7" {
+                    format!("1-7{step}")
+                } else {
+                    format!("{from}-{to}{step}")
+                }
+            }
+            None => format!("{}{step}", day(range)?),
+        };
+        out.push(converted);
+    }
+    Some(out.join(","))
+}
