@@ -4,7 +4,7 @@ use super::exit;
 use crate::config;
 use crate::resources::ResourceKind;
 use crate::sandbox::{self, Kind, Sandbox, SandboxOptions};
-use crate::store::{Db, Store};
+use crate::store::{AsyncStore, Store};
 use crate::sync::{CycleOptions, CycleReport, Engine};
 use std::path::Path;
 use std::sync::Arc;
@@ -192,7 +192,7 @@ async fn run_inner(dir: &Path, records: usize) -> Result<i32, Box<dyn std::error
     std::fs::write(&config_path, sandbox_config(&sandbox, &opts, "restsync.db"))?;
     let settings = Arc::new(config::load_with_env(&config_path, Default::default())?);
     let db_path = settings.database_path.clone();
-    let engine = Engine::new(settings, Db::new(Store::open(&db_path)?))?;
+    let engine = Engine::new(settings, AsyncStore::new(Store::open(&db_path)?))?;
 
     outln!("restsync demo: syncing with the built-in sandbox");
     outln!(

@@ -3,7 +3,7 @@
 use super::{exit, JournalAction};
 use crate::config::Settings;
 use crate::resources::ResourceKind;
-use crate::store::journal::{self, Op, State};
+use crate::store::journal::{self, Op, StoredState};
 use crate::store::{mirror, Store, StoreError};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -47,7 +47,7 @@ pub fn run(settings: &Settings, action: Option<JournalAction>, state: Option<&st
 }
 
 fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<i32, StoreError> {
-    let state = match state.map(str::parse::<State>).transpose() {
+    let state = match state.map(str::parse::<StoredState>).transpose() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("restsync: --state: {e}");

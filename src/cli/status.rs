@@ -4,7 +4,7 @@
 use super::exit;
 use crate::config::Settings;
 use crate::resources::ResourceKind;
-use crate::store::{journal, mirror, state, Store, StoreError};
+use crate::store::{journal, mirror, sync_state, Store, StoreError};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -19,7 +19,7 @@ pub struct ResourceStatus {
     pub pending: Vec<PendingEntry>,
     pub last_complete_pull: Option<String>,
     pub last_error: Option<String>,
-    pub sync_state: state::SyncState,
+    pub sync_state: sync_state::SyncState,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +91,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
     let conn = store.conn();
     let spec = kind.spec();
     let changes = mirror::local_changes(conn, spec)?;
-    let st = state::get(conn, spec.table)?;
+    let st = sync_state::get(conn, spec.table)?;
     Ok(ResourceStatus {
         resource: spec.table.to_string(),
         rows: mirror::count_mirror(conn, spec)?,
@@ -101,7 +101,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
             deletes: changes.deletes.len(),
         },
         journal: journal::counts(conn, spec.table)?.into_iter().collect(),
-        conflicts: state::conflict_count(conn, spec.table)?,
+        conflicts: sync_state::conflict_count(conn, spec.table)?,
         failed: journal::failed(conn, spec.table)?
             .into_iter()
             .map(|e| FailedEntry {

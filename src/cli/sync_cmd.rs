@@ -2,7 +2,7 @@
 
 use super::exit;
 use crate::config::Settings;
-use crate::store::{Db, Store};
+use crate::store::{AsyncStore, Store};
 use crate::sync::{CycleOptions, Engine};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ fn open_engine(settings: Settings, dry: bool) -> Result<Engine, i32> {
         eprintln!("restsync: {e}");
         exit::FATAL
     })?;
-    Engine::new(Arc::new(settings), Db::new(store)).map_err(|e| {
+    Engine::new(Arc::new(settings), AsyncStore::new(store)).map_err(|e| {
         eprintln!("restsync: {e}");
         exit::CONFIG
     })

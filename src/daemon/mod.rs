@@ -13,7 +13,7 @@ pub use health::Health;
 pub use signals::Control;
 
 use crate::config::{self, Settings};
-use crate::store::{Db, Store};
+use crate::store::{AsyncStore, Store};
 use crate::sync::{CycleOptions, Engine};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,7 +123,7 @@ async fn start(
     health: &Health,
 ) -> Result<JoinSet<()>, String> {
     let store = Store::open(&settings.database_path).map_err(|e| e.to_string())?;
-    let engine = Engine::new(Arc::new(settings.clone()), Db::new(store))
+    let engine = Engine::new(Arc::new(settings.clone()), AsyncStore::new(store))
         .map_err(|e| e.to_string())?
         .with_shutdown(token.clone());
     let engine = Arc::new(engine);

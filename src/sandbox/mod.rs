@@ -39,7 +39,7 @@ pub use state::Kind;
 
 use faults::FaultEngine;
 use net::{ConnMeta, KillListener};
-use state::State;
+use state::Records;
 
 /// How to start a [`Sandbox`].
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ pub struct RequestRecord {
 
 /// State shared by both servers and every [`SandboxControl`].
 pub(crate) struct Shared {
-    state: Mutex<State>,
+    state: Mutex<Records>,
     faults: Mutex<FaultEngine>,
     log: Mutex<Vec<RequestRecord>>,
     /// Records created through the API, and when: lists may not show them yet.
@@ -102,7 +102,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, Records> {
         lock(&self.state)
     }
 

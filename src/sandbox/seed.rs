@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 
 use super::records::{Address, Phone, Smart};
 use super::refdata;
-use super::state::{State, Store};
+use super::state::{Records, Table};
 
 /// Customer (contact) ids live in this range, like the document's 1935038 and 1938277.
 const CONTACTS: std::ops::Range<i64> = 1_930_000..1_990_000;
@@ -211,8 +211,8 @@ fn timestamp(secs: i64) -> String {
     )
 }
 
-fn seed_phones(seed: u64, records: usize) -> (Store<Phone>, i64) {
-    let mut phones = Store::with_capacity(0, records);
+fn seed_phones(seed: u64, records: usize) -> (Table<Phone>, i64) {
+    let mut phones = Table::with_capacity(0, records);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x7068_6f6e_6573);
     phones.skip_ids(2_400 + rng.random_range(0..100));
     let mut phone_contact_id = 100 + rng.random_range(0..50);
@@ -227,8 +227,8 @@ fn seed_phones(seed: u64, records: usize) -> (Store<Phone>, i64) {
     (phones, phone_contact_id)
 }
 
-fn seed_addresses(seed: u64, records: usize) -> Store<Address> {
-    let mut addresses = Store::with_capacity(0, records);
+fn seed_addresses(seed: u64, records: usize) -> Table<Address> {
+    let mut addresses = Table::with_capacity(0, records);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6164_6472_6573);
     addresses.skip_ids(2_600 + rng.random_range(0..100));
     for _ in 0..records {
@@ -240,8 +240,8 @@ fn seed_addresses(seed: u64, records: usize) -> Store<Address> {
     addresses
 }
 
-fn seed_smarts(seed: u64, records: usize) -> (Store<Smart>, i64) {
-    let mut smarts = Store::with_capacity(0, records);
+fn seed_smarts(seed: u64, records: usize) -> (Table<Smart>, i64) {
+    let mut smarts = Table::with_capacity(0, records);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x736d_6172_7473);
     smarts.skip_ids(1_000 + rng.random_range(0..100));
     let mut phone_x = 5_000 + rng.random_range(0..500);
@@ -263,7 +263,7 @@ fn seed_smarts(seed: u64, records: usize) -> (Store<Smart>, i64) {
 
 /// The sandbox's initial data. Each kind draws from its own random stream (so `records`
 /// for one kind never changes another's data) and is built on its own thread.
-pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
+pub(crate) fn seeded_state(seed: u64, records: usize) -> Records {
     let ((phones, next_phone_contact_id), addresses, (smarts, next_phone_x)) = std::thread::scope(|s| {
         let p = s.spawn(|| seed_phones(seed, records));
         let a = s.spawn(|| seed_addresses(seed, records));
@@ -273,7 +273,7 @@ pub(crate) fn seeded_state(seed: u64, records: usize) -> State {
         let a = a.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         (p, a, m)
     });
-    State {
+    Records {
         phones,
         addresses,
         smarts,

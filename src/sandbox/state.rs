@@ -108,7 +108,7 @@ impl Filter {
 /// Each record gets a sequence number that increases along the listing (appends take
 /// ever larger ones, front inserts ever smaller ones), so a record's position is found by
 /// binary search and unfiltered pages are O(page) slices even with millions of rows.
-pub(crate) struct Store<R> {
+pub(crate) struct Table<R> {
     order: VecDeque<(i64, i64)>,
     map: HashMap<i64, (i64, R)>,
     next_id: i64,
@@ -116,10 +116,10 @@ pub(crate) struct Store<R> {
     back_seq: i64,
 }
 
-impl<R: Record> Store<R> {
+impl<R: Record> Table<R> {
     /// Pre-sizing with `capacity` avoids rehashing while a million seeded rows go in.
     pub(crate) fn with_capacity(first_id: i64, capacity: usize) -> Self {
-        Store {
+        Table {
             order: VecDeque::with_capacity(capacity),
             map: HashMap::with_capacity(capacity),
             next_id: first_id,
@@ -225,10 +225,10 @@ impl<R: Record> Store<R> {
 }
 
 /// Everything the sandbox stores.
-pub(crate) struct State {
-    pub phones: Store<Phone>,
-    pub addresses: Store<Address>,
-    pub smarts: Store<Smart>,
+pub(crate) struct Records {
+    pub phones: Table<Phone>,
+    pub addresses: Table<Address>,
+    pub smarts: Table<Smart>,
     pub next_phone_contact_id: i64,
     /// Next free smart number, as an offset from `refdata::PHONE_X_BASE`.
     pub next_phone_x: i64,
@@ -240,7 +240,7 @@ fn now_string() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-impl State {
+impl Records {
     pub(crate) fn count(&self, kind: Kind) -> usize {
         match kind {
             Kind::PhoneNumbers => self.phones.len(),

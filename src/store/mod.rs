@@ -11,7 +11,7 @@
 
 pub mod journal;
 pub mod mirror;
-pub mod state;
+pub mod sync_state;
 pub mod writer_lock;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -246,13 +246,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 /// Errors name the database file. After an error of the file or the disk, the connection
 /// is reopened before the next call, so a condition that ended needs no restart.
 #[derive(Clone)]
-pub struct Db {
+pub struct AsyncStore {
     inner: Arc<Mutex<(Store, bool)>>,
 }
 
-impl Db {
-    pub fn new(store: Store) -> Db {
-        Db {
+impl AsyncStore {
+    pub fn new(store: Store) -> AsyncStore {
+        AsyncStore {
             inner: Arc::new(Mutex::new((store, false))),
         }
     }

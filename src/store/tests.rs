@@ -1,9 +1,9 @@
 //! Unit tests of the store: opening and migrating, the mirror and base tables, the walk's
 //! seen-set, the journal, the sync state and the conflict record.
 
-use super::journal::{self, Event, NewEntry, Op, Stage, State, OUTCOME_UNKNOWN};
+use super::journal::{self, Event, NewEntry, Op, Stage, StoredState, OUTCOME_UNKNOWN};
 use super::mirror::{self, MirrorRow};
-use super::state::{self, Conflict};
+use super::sync_state::{self, Conflict};
 use super::*;
 use crate::resources::{ResourceKind, ResourceSpec};
 use rusqlite::types::Value;
@@ -421,7 +421,7 @@ fn journal_entry_lifecycle() {
             assert_eq!((e.local_id, e.upstream_id), (Some(3), Some(30)));
             assert_eq!(e.payload, r#"{"contact_id":5}"#);
             assert_eq!(e.row_values, "[5]");
-            assert_eq!(e.state, State::Pending);
+            assert_eq!(e.state, StoredState::Pending);
             assert_eq!(e.outcome, None);
             assert_eq!(e.attempts, 0);
             assert_eq!(e.created_at, e.updated_at);
@@ -429,7 +429,7 @@ fn journal_entry_lifecycle() {
 
             send(tx, seq)?;
             let e = journal::get(tx, seq)?.unwrap();
-            assert_eq!((e.state, e.attempts), (State::InFlight, 1));
+            assert_eq!((e.state, e.attempts), (StoredState::InFlight, 1));
             assert_eq!(e.outcome.as_deref(), Some(OUTCOME_UNKNOWN));
 
             journal::advance(
@@ -443,7 +443,7 @@ fn journal_entry_lifecycle() {
                 },
             )?;
             let e = journal::get(tx, seq)?.unwrap();
-            assert_eq!(e.state, State::Pending);
+            assert_eq!(e.state, StoredState::Pending);
             assert_eq!(e.attempts, 1, "a retry keeps the attempt count");
             assert_eq!(e.next_attempt_at.as_deref(), Some("2100-01-01T00:00:00.000Z"));
             assert_eq!(
@@ -457,7 +457,7 @@ fn journal_entry_lifecycle() {
 
             reject(tx, seq, Some(422), "invalid number")?;
             let e = journal::get(tx, seq)?.unwrap();
-            assert_eq!(e.state, State::Failed);
+            assert_eq!(e.state, StoredState::Failed);
             assert_eq!(e.attempts, 2);
             assert_eq!(
                 (e.last_status, e.last_error.as_deref()),
@@ -469,19 +469,19 @@ fn journal_entry_lifecycle() {
             let e = journal::get(tx, seq)?.unwrap();
             assert_eq!(
                 (e.state, e.attempts, e.next_attempt_at),
-                (State::Pending, 0, None)
+                (StoredState::Pending, 0, None)
             );
 
             send(tx, seq)?;
             succeed(tx, seq, None)?;
             let e = journal::get(tx, seq)?.unwrap();
-            assert_eq!(e.state, State::Done);
+            assert_eq!(e.state, StoredState::Done);
             assert_eq!(e.upstream_id, Some(30), "done without an id keeps the known one");
             assert_eq!(e.outcome, None);
             // Finished entries are not retried or superseded.
             assert_eq!(journal::retry(tx, Some(seq))?, 0);
             assert!(supersede(tx, seq).is_err());
-            assert_eq!(journal::get(tx, seq)?.unwrap().state, State::Done);
+            assert_eq!(journal::get(tx, seq)?.unwrap().state, StoredState::Done);
             assert_eq!(journal::get(tx, seq + 100)?, None);
             Ok(())
         })
@@ -520,7 +520,7 @@ fn journal_supersede_active_list_counts_and_retry_all() {
             supersede(tx, s)?;
             send(tx, d)?;
             succeed(tx, d, Some(50))?;
-            assert_eq!(journal::get(tx, s)?.unwrap().state, State::Superseded);
+            assert_eq!(journal::get(tx, s)?.unwrap().state, StoredState::Superseded);
 
             let active: Vec<i64> = journal::active(tx, "phone_numbers")?
                 .iter()
@@ -535,7 +535,7 @@ fn journal_supersede_active_list_counts_and_retry_all() {
             let all: Vec<i64> = journal::list(tx, None, 100)?.iter().map(|e| e.seq).collect();
             assert_eq!(all, [other, d, s, i, f, p], "newest first");
             assert_eq!(journal::list(tx, None, 2)?.len(), 2);
-            let pending: Vec<i64> = journal::list(tx, Some(State::Pending), 10)?
+            let pending: Vec<i64> = journal::list(tx, Some(StoredState::Pending), 10)?
                 .iter()
                 .map(|e| e.seq)
                 .collect();
@@ -557,14 +557,14 @@ fn journal_supersede_active_list_counts_and_retry_all() {
 
             // An in-flight entry may have reached upstream: it is never superseded.
             assert!(supersede(tx, i).is_err());
-            assert_eq!(journal::get(tx, i)?.unwrap().state, State::InFlight);
+            assert_eq!(journal::get(tx, i)?.unwrap().state, StoredState::InFlight);
 
             // Retry everything: failed and pending entries everywhere, not finished or
             // in-flight ones.
             assert_eq!(journal::retry(tx, None)?, 3);
-            assert_eq!(journal::get(tx, f)?.unwrap().state, State::Pending);
-            assert_eq!(journal::get(tx, d)?.unwrap().state, State::Done);
-            assert_eq!(journal::get(tx, s)?.unwrap().state, State::Superseded);
+            assert_eq!(journal::get(tx, f)?.unwrap().state, StoredState::Pending);
+            assert_eq!(journal::get(tx, d)?.unwrap().state, StoredState::Done);
+            assert_eq!(journal::get(tx, s)?.unwrap().state, StoredState::Superseded);
             Ok(())
         })
         .unwrap();
@@ -602,11 +602,11 @@ fn journal_names_parse() {
         assert_eq!(op.to_string(), op.as_str());
     }
     assert!("upsert".parse::<Op>().is_err());
-    for st in State::ALL {
-        assert_eq!(st.as_str().parse::<State>(), Ok(st));
+    for st in StoredState::ALL {
+        assert_eq!(st.as_str().parse::<StoredState>(), Ok(st));
     }
-    assert_eq!("in-flight".parse::<State>(), Ok(State::InFlight));
-    let err = "stuck".parse::<State>().unwrap_err();
+    assert_eq!("in-flight".parse::<StoredState>(), Ok(StoredState::InFlight));
+    let err = "stuck".parse::<StoredState>().unwrap_err();
     assert!(err.contains("stuck") && err.contains("pending"), "{err}");
 }
 
@@ -630,28 +630,28 @@ fn sync_state_records_walks_and_errors() {
     let (_dir, mut store) = open_temp();
     store
         .write(|tx| {
-            let st = state::get(tx, "addresses")?;
+            let st = sync_state::get(tx, "addresses")?;
             assert_eq!(
                 st,
-                state::SyncState {
+                sync_state::SyncState {
                     resource: "addresses".into(),
                     ..Default::default()
                 }
             );
 
-            state::walk_started(tx, "addresses")?;
-            let st = state::get(tx, "addresses")?;
+            sync_state::walk_started(tx, "addresses")?;
+            let st = sync_state::get(tx, "addresses")?;
             assert!(st.last_walk_started_at.is_some());
             assert_eq!(st.last_complete_walk_at, None);
 
-            state::record_error(tx, "addresses", "HTTP 500", "transient")?;
-            let st = state::get(tx, "addresses")?;
+            sync_state::record_error(tx, "addresses", "HTTP 500", "transient")?;
+            let st = sync_state::get(tx, "addresses")?;
             assert_eq!(st.last_error.as_deref(), Some("HTTP 500"));
             assert!(st.last_error_at.is_some());
             assert!(st.last_walk_started_at.is_some(), "an error keeps the walk start");
 
-            state::walk_completed(tx, "addresses", 130, 6, 1234)?;
-            let st = state::get(tx, "addresses")?;
+            sync_state::walk_completed(tx, "addresses", 130, 6, 1234)?;
+            let st = sync_state::get(tx, "addresses")?;
             assert!(st.last_complete_walk_at.is_some());
             assert_eq!(
                 (st.row_count, st.pages, st.last_duration_ms),
@@ -665,13 +665,13 @@ fn sync_state_records_walks_and_errors() {
             assert!(st.last_walk_started_at.is_some());
 
             // An error on a resource never walked before.
-            state::record_error(tx, "smart_numbers", "boom", "fatal")?;
-            let st = state::get(tx, "smart_numbers")?;
+            sync_state::record_error(tx, "smart_numbers", "boom", "fatal")?;
+            let st = sync_state::get(tx, "smart_numbers")?;
             assert_eq!(st.last_error.as_deref(), Some("boom"));
             assert_eq!(st.last_walk_started_at, None);
             // A completed walk on a resource never started before.
-            state::walk_completed(tx, "phone_numbers", 1, 1, 1)?;
-            assert_eq!(state::get(tx, "phone_numbers")?.row_count, Some(1));
+            sync_state::walk_completed(tx, "phone_numbers", 1, 1, 1)?;
+            assert_eq!(sync_state::get(tx, "phone_numbers")?.row_count, Some(1));
             Ok(())
         })
         .unwrap();
@@ -698,14 +698,14 @@ fn conflicts_are_recorded_and_counted() {
     };
     store
         .write(|tx| {
-            assert_eq!(state::conflict_count(tx, "phone_numbers")?, 0);
-            state::record_conflict(tx, &conflict("phone_numbers", Some("description"), "remote-wins"))?;
-            state::record_conflict(tx, &conflict("phone_numbers", None, "unlinked"))?;
-            state::record_conflict(tx, &conflict("addresses", Some("address"), "local-wins"))?;
-            assert_eq!(state::conflict_count(tx, "phone_numbers")?, 2);
-            assert_eq!(state::conflict_count(tx, "addresses")?, 1);
-            assert_eq!(state::conflict_count(tx, "smart_numbers")?, 0);
-            let recent = state::recent_conflicts(tx, "phone_numbers", 10)?;
+            assert_eq!(sync_state::conflict_count(tx, "phone_numbers")?, 0);
+            sync_state::record_conflict(tx, &conflict("phone_numbers", Some("description"), "remote-wins"))?;
+            sync_state::record_conflict(tx, &conflict("phone_numbers", None, "unlinked"))?;
+            sync_state::record_conflict(tx, &conflict("addresses", Some("address"), "local-wins"))?;
+            assert_eq!(sync_state::conflict_count(tx, "phone_numbers")?, 2);
+            assert_eq!(sync_state::conflict_count(tx, "addresses")?, 1);
+            assert_eq!(sync_state::conflict_count(tx, "smart_numbers")?, 0);
+            let recent = sync_state::recent_conflicts(tx, "phone_numbers", 10)?;
             assert_eq!(
                 recent,
                 [
@@ -713,11 +713,11 @@ fn conflicts_are_recorded_and_counted() {
                     conflict("phone_numbers", Some("description"), "remote-wins")
                 ]
             );
-            assert_eq!(state::recent_conflicts(tx, "phone_numbers", 1)?.len(), 1);
+            assert_eq!(sync_state::recent_conflicts(tx, "phone_numbers", 1)?.len(), 1);
             // The kind is checked by the schema.
             let mut bad = conflict("addresses", None, "x");
             bad.kind = "other".into();
-            assert!(state::record_conflict(tx, &bad).is_err());
+            assert!(sync_state::record_conflict(tx, &bad).is_err());
             Ok(())
         })
         .unwrap();
@@ -832,11 +832,11 @@ async fn a_read_only_database_is_reopened_once_writable_and_errors_name_it() {
     let path = dir.path().join("restsync.db");
     drop(Store::open(&path).unwrap());
     // As a daemon started while the file was read-only would hold it.
-    let db = Db::new(Store::open_read_only(&path).unwrap());
-    let write = |db: &Db| {
+    let db = AsyncStore::new(Store::open_read_only(&path).unwrap());
+    let write = |db: &AsyncStore| {
         let db = db.clone();
         async move {
-            db.call(|s| s.write(|tx| state::walk_started(tx, "phone_numbers")))
+            db.call(|s| s.write(|tx| sync_state::walk_started(tx, "phone_numbers")))
                 .await
         }
     };
@@ -849,7 +849,7 @@ async fn a_read_only_database_is_reopened_once_writable_and_errors_name_it() {
     // The condition has ended (here: the next open is read-write): no restart needed.
     write(&db).await.unwrap();
     let started = db
-        .call(|s| state::get(s.conn(), "phone_numbers"))
+        .call(|s| sync_state::get(s.conn(), "phone_numbers"))
         .await
         .unwrap()
         .last_walk_started_at;

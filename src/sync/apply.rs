@@ -7,7 +7,7 @@ use super::writeback::adopt_in;
 use crate::config::ConflictPolicy;
 use crate::resources::ResourceSpec;
 use crate::store::mirror::{BaseRow, MirrorRow};
-use crate::store::{content_hash, journal, mirror, state, Store, StoreError};
+use crate::store::{content_hash, journal, mirror, sync_state, Store, StoreError};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -288,9 +288,9 @@ pub(super) fn record_conflicts(
             resolution = policy.as_str(),
             "conflict"
         );
-        state::record_conflict(
+        sync_state::record_conflict(
             conn,
-            &state::Conflict {
+            &sync_state::Conflict {
                 resource: spec.table.to_string(),
                 local_id,
                 upstream_id: id,

@@ -246,3 +246,6 @@ pub(super) fn sent_values(spec: &ResourceSpec, entry: &Entry) -> Result<Vec<Valu
             message,
         })
 }
+
+#[cfg(test)]
+mod tests;

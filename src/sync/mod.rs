@@ -20,7 +20,7 @@ pub use report::{CycleReport, Outcome, PullStats, PushStats, ResourceReport};
 
 use crate::config::Settings;
 use crate::resources::{ResourceKind, UpstreamName};
-use crate::store::{Db, StoreError};
+use crate::store::{AsyncStore, StoreError};
 use crate::upstream::{Client, ResourceApi, UpstreamError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub struct CycleOptions {
 pub(crate) struct ResourceCtx {
     pub kind: ResourceKind,
     pub api: ResourceApi,
-    pub db: Db,
+    pub db: AsyncStore,
     pub settings: Arc<Settings>,
     pub opts: CycleOptions,
     /// Cancelled on shutdown: no new request starts after it.
@@ -78,13 +78,13 @@ pub(crate) struct ResourceCtx {
 
 pub struct Engine {
     settings: Arc<Settings>,
-    db: Db,
+    db: AsyncStore,
     apis: HashMap<ResourceKind, ResourceApi>,
     shutdown: CancellationToken,
 }
 
 impl Engine {
-    pub fn new(settings: Arc<Settings>, db: Db) -> Result<Engine, UpstreamError> {
+    pub fn new(settings: Arc<Settings>, db: AsyncStore) -> Result<Engine, UpstreamError> {
         let mut clients: HashMap<UpstreamName, Client> = HashMap::new();
         let mut apis = HashMap::new();
         for res in &settings.resources {
@@ -124,7 +124,7 @@ impl Engine {
         &self.settings
     }
 
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &AsyncStore {
         &self.db
     }
 
@@ -245,7 +245,7 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
             };
             if let Err(store_err) = ctx
                 .db
-                .call(move |s| crate::store::state::record_error(s.conn(), resource, &msg, kind))
+                .call(move |s| crate::store::sync_state::record_error(s.conn(), resource, &msg, kind))
                 .await
             {
                 report.note(SyncError::from(store_err).outcome());

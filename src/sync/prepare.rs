@@ -213,3 +213,6 @@ fn merge_in(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

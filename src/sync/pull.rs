@@ -6,7 +6,7 @@ use super::removal::{apply_removals, confirm_absent, guard_removals, CONFIRM_BY_
 use super::report::PullStats;
 use super::walk::run_walk;
 use super::{ResourceCtx, SyncError};
-use crate::store::{mirror, state};
+use crate::store::{mirror, sync_state};
 use std::time::Instant;
 
 /// Walks tried before giving up on a consistent one this cycle.
@@ -17,7 +17,7 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
     let spec = ctx.api.spec;
     let resource = spec.table;
     ctx.db
-        .call(move |s| state::walk_started(s.conn(), resource))
+        .call(move |s| sync_state::walk_started(s.conn(), resource))
         .await?;
     let mut stats = PullStats::default();
 
@@ -107,7 +107,7 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
         .db
         .call(move |s| {
             let rows = mirror::count_mirror(s.conn(), spec)?;
-            state::walk_completed(s.conn(), resource, rows, pages, millis)?;
+            sync_state::walk_completed(s.conn(), resource, rows, pages, millis)?;
             Ok(rows)
         })
         .await?;

@@ -128,7 +128,7 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
         })
         .await?;
     // Every state, so a state that emptied reads 0 rather than its last count.
-    for state in journal::State::ALL {
+    for state in journal::StoredState::ALL {
         let n = counts
             .iter()
             .find(|(s, _)| s == state.as_str())

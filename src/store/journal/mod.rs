@@ -45,8 +45,10 @@ impl FromStr for Op {
     }
 }
 
+/// The value of the journal's `state` column (what `restsync journal --state` filters on).
+/// An entry's lifecycle is its [`Stage`], which this and `outcome` together store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum StoredState {
     Pending,
     InFlight,
     Done,
@@ -54,38 +56,38 @@ pub enum State {
     Superseded,
 }
 
-impl State {
-    pub const ALL: [State; 5] = [
-        State::Pending,
-        State::InFlight,
-        State::Done,
-        State::Failed,
-        State::Superseded,
+impl StoredState {
+    pub const ALL: [StoredState; 5] = [
+        StoredState::Pending,
+        StoredState::InFlight,
+        StoredState::Done,
+        StoredState::Failed,
+        StoredState::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Pending => "pending",
-            State::InFlight => "in_flight",
-            State::Done => "done",
-            State::Failed => "failed",
-            State::Superseded => "superseded",
+            StoredState::Pending => "pending",
+            StoredState::InFlight => "in_flight",
+            StoredState::Done => "done",
+            StoredState::Failed => "failed",
+            StoredState::Superseded => "superseded",
         }
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for StoredState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for State {
+impl FromStr for StoredState {
     type Err = String;
-    fn from_str(s: &str) -> Result<State, String> {
-        State::ALL
+    fn from_str(s: &str) -> Result<StoredState, String> {
+        StoredState::ALL
             .into_iter()
-            .find(|st| st.as_str() == s || (s == "in-flight" && *st == State::InFlight))
+            .find(|st| st.as_str() == s || (s == "in-flight" && *st == StoredState::InFlight))
             .ok_or_else(|| {
                 format!("unknown journal state {s:?} (pending, in_flight, done, failed, superseded)")
             })
@@ -103,7 +105,7 @@ pub struct Entry {
     pub payload: String,
     /// JSON array of the mirror row's values the payload was computed from.
     pub row_values: String,
-    pub state: State,
+    pub state: StoredState,
     /// Where the entry is in its lifecycle (`state` and `outcome` together).
     pub stage: Stage,
     pub outcome: Option<String>,
@@ -143,7 +145,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Entry, String, String)> {
             upstream_id: r.get(4)?,
             payload: r.get(5)?,
             row_values: r.get(6)?,
-            state: State::Pending,
+            state: StoredState::Pending,
             stage: Stage::Queued,
             outcome: r.get(8)?,
             attempts: r.get(9)?,
@@ -207,7 +209,7 @@ pub fn active(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
     )
 }
 
-pub fn list(conn: &Connection, state: Option<State>, limit: i64) -> Result<Vec<Entry>> {
+pub fn list(conn: &Connection, state: Option<StoredState>, limit: i64) -> Result<Vec<Entry>> {
     match state {
         Some(s) => query(
             conn,

@@ -1,0 +1,159 @@
+//! Enqueue on an in-memory store: one entry per changed row, written before any request;
+//! stale entries superseded, unresolved ones never; changes that cannot be pushed refused.
+
+use super::*;
+use crate::resources::ResourceKind;
+use crate::store::journal::{Event, Stage};
+use crate::store::{content_hash, mirror, Store};
+use rusqlite::types::Value;
+
+fn smart() -> &'static ResourceSpec {
+    ResourceKind::SmartNumbers.spec()
+}
+
+fn phones() -> &'static ResourceSpec {
+    ResourceKind::PhoneNumbers.spec()
+}
+
+/// user_id, phone_a, phone_b, phone_x, description, created_at
+fn smart_row(user: i64, phone_b: &str) -> Vec<Value> {
+    vec![
+        Value::Integer(user),
+        Value::Null,
+        Value::Text(phone_b.into()),
+        Value::Null,
+        Value::Text("d".into()),
+        Value::Null,
+    ]
+}
+
+/// contact_id, type, number, extension, description, profile_id
+fn phone_row(description: &str) -> Vec<Value> {
+    vec![
+        Value::Integer(1935038),
+        Value::Integer(2),
+        Value::Text("0912".into()),
+        Value::Null,
+        Value::Text(description.into()),
+        Value::Integer(7),
+    ]
+}
+
+/// A record known upstream: mirror row and base snapshot agree.
+fn synced(store: &Store, spec: &ResourceSpec, id: i64, values: &[Value]) -> i64 {
+    let c = store.conn();
+    let local = mirror::insert_mirror(c, spec, Some(id), values).unwrap();
+    mirror::upsert_base(c, spec, id, Some(local), values, "{}", content_hash(b"{}")).unwrap();
+    local
+}
+
+fn run(store: &mut Store, spec: &'static ResourceSpec, scope: &[(&'static str, String)]) -> Vec<Entry> {
+    enqueue(store, spec, scope, true).unwrap().0
+}
+
+#[test]
+fn an_idle_mirror_writes_nothing() {
+    let mut store = Store::open_in_memory().unwrap();
+    synced(&store, phones(), 10, &phone_row("a"));
+    let before: i64 = store
+        .conn()
+        .query_row("PRAGMA data_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(run(&mut store, phones(), &[]).is_empty());
+    assert_eq!(store.conn().total_changes(), 2, "only the setup's two writes");
+    let after: i64 = store
+        .conn()
+        .query_row("PRAGMA data_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn one_entry_per_changed_row_and_a_newer_edit_supersedes_the_queued_one() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = synced(&store, phones(), 10, &phone_row("a"));
+    mirror::update_mirror(store.conn(), phones(), local, &phone_row("b")).unwrap();
+    let first = run(&mut store, phones(), &[]);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].op, Op::Update);
+    // The same state again: the same entry, not a second one.
+    assert_eq!(run(&mut store, phones(), &[])[0].seq, first[0].seq);
+    mirror::update_mirror(store.conn(), phones(), local, &phone_row("c")).unwrap();
+    let second = run(&mut store, phones(), &[]);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].seq, first[0].seq);
+    let old = journal::get(store.conn(), first[0].seq).unwrap().unwrap();
+    assert_eq!(old.stage, Stage::Superseded);
+    // Reverted: nothing left to push.
+    mirror::update_mirror(store.conn(), phones(), local, &phone_row("a")).unwrap();
+    assert!(run(&mut store, phones(), &[]).is_empty());
+    assert_eq!(
+        journal::get(store.conn(), second[0].seq).unwrap().unwrap().stage,
+        Stage::Superseded
+    );
+}
+
+#[test]
+fn an_accepted_create_is_kept_whatever_the_row_does() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = mirror::insert_mirror(store.conn(), smart(), None, &smart_row(42, "7916")).unwrap();
+    let entry = run(&mut store, smart(), &[]).remove(0);
+    journal::advance(store.conn(), entry.seq, &Event::Send).unwrap();
+    journal::advance(store.conn(), entry.seq, &Event::Accept).unwrap();
+    // Edited, then deleted, while upstream's record is being identified.
+    mirror::update_mirror(store.conn(), smart(), local, &smart_row(42, "7917")).unwrap();
+    assert!(
+        run(&mut store, smart(), &[]).is_empty(),
+        "nothing sendable while accepted"
+    );
+    mirror::delete_mirror(store.conn(), smart(), local).unwrap();
+    run(&mut store, smart(), &[]);
+    let e = journal::get(store.conn(), entry.seq).unwrap().unwrap();
+    assert_eq!(e.stage, Stage::Accepted, "an accepted create is never superseded");
+}
+
+#[test]
+fn a_create_outside_the_scope_is_failed_before_any_request() {
+    let mut store = Store::open_in_memory().unwrap();
+    mirror::insert_mirror(store.conn(), smart(), None, &smart_row(40, "7916")).unwrap();
+    let scope = [("user_id", "12".to_string())];
+    assert!(run(&mut store, smart(), &scope).is_empty());
+    let failed = journal::failed(store.conn(), "smart_numbers").unwrap();
+    assert_eq!(failed.len(), 1);
+    let error = failed[0].last_error.clone().unwrap();
+    assert!(
+        error.contains("user_id 40 is outside") && error.contains("user_id = 12"),
+        "{error}"
+    );
+    assert_eq!(failed[0].attempts, 0);
+}
+
+#[test]
+fn an_update_of_a_resource_without_an_update_endpoint_is_failed() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = synced(&store, smart(), 5, &smart_row(42, "7916"));
+    mirror::update_mirror(store.conn(), smart(), local, &smart_row(42, "7999")).unwrap();
+    assert!(run(&mut store, smart(), &[]).is_empty());
+    let failed = journal::failed(store.conn(), "smart_numbers").unwrap();
+    assert!(failed[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("no update endpoint"));
+}
+
+#[test]
+fn a_hand_edited_id_is_neither_a_delete_nor_a_create() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = synced(&store, phones(), 10, &phone_row("a"));
+    mirror::set_mirror_id(store.conn(), phones(), local, None).unwrap();
+    assert!(run(&mut store, phones(), &[]).is_empty(), "nothing to send");
+    let failed = journal::failed(store.conn(), "phone_numbers").unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].op, Op::Delete);
+    assert!(failed[0].last_error.as_deref().unwrap().contains("SET id = 10"));
+    // Set back: settled.
+    mirror::set_mirror_id(store.conn(), phones(), local, Some(10)).unwrap();
+    assert!(run(&mut store, phones(), &[]).is_empty());
+    assert!(journal::failed(store.conn(), "phone_numbers").unwrap().is_empty());
+}
