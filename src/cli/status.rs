@@ -17,6 +17,9 @@ pub struct ResourceStatus {
     pub failed: Vec<FailedEntry>,
     /// Entries still on their way: queued, waiting for a retry, or an unresolved create.
     pub pending: Vec<PendingEntry>,
+    /// Rows naming an id no base snapshot knows, as `(local_id, id)`; after a complete
+    /// walk, ids upstream never gave.
+    pub unknown_ids: Vec<(i64, i64)>,
     pub last_complete_pull: Option<String>,
     pub last_error: Option<String>,
     pub sync_state: sync_state::SyncState,
@@ -59,9 +62,11 @@ pub struct PendingEntry {
 
 /// What `status` exits with: 0 healthy, 65 something needs a person, 75 work is waiting.
 pub fn exit_code(all: &[ResourceStatus]) -> i32 {
-    let needs_human = all
-        .iter()
-        .any(|s| !s.failed.is_empty() || s.sync_state.last_error_kind.as_deref() == Some("needs_human"));
+    let needs_human = all.iter().any(|s| {
+        !s.failed.is_empty()
+            || s.sync_state.last_error_kind.as_deref() == Some("needs_human")
+            || (!s.unknown_ids.is_empty() && s.last_complete_pull.is_some())
+    });
     let waiting = all
         .iter()
         .any(|s| !s.pending.is_empty() || s.sync_state.last_error.is_some());
@@ -130,6 +135,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
                 last_error: e.last_error,
             })
             .collect(),
+        unknown_ids: mirror::unknown_ids(conn, spec)?,
         last_complete_pull: st.last_complete_walk_at.clone(),
         last_error: st.last_error.clone(),
         sync_state: st,
@@ -203,6 +209,19 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         );
         if let Some(err) = &s.last_error {
             outln!("  last error: {err}");
+        }
+        if !s.unknown_ids.is_empty() {
+            let shown: Vec<String> = s
+                .unknown_ids
+                .iter()
+                .take(5)
+                .map(|(l, id)| format!("local_id {l} (id {id})"))
+                .collect();
+            outln!(
+                "  rows naming an id upstream does not have: {} ({}); set id to NULL to create them, or delete them",
+                s.unknown_ids.len(),
+                shown.join(", ")
+            );
         }
         for p in &s.pending {
             outln!(

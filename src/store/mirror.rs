@@ -281,6 +281,21 @@ pub fn count_mirror(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
     Ok(conn.query_row(&q, [], |r| r.get(0))?)
 }
 
+/// Rows naming an upstream id that no base snapshot knows: `(local_id, id)`. After a
+/// complete walk these are ids upstream never gave (typed in by hand).
+pub fn unknown_ids(conn: &Connection, spec: &ResourceSpec) -> Result<Vec<(i64, i64)>> {
+    let q = format!(
+        "SELECT m.local_id, m.id FROM {} m WHERE m.id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM {} b WHERE b.id = m.id) ORDER BY m.local_id",
+        spec.table, spec.base_table
+    );
+    let rows = conn
+        .prepare_cached(&q)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 pub fn count_base(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
     let q = format!("SELECT count(*) FROM {}", spec.base_table);
     Ok(conn.query_row(&q, [], |r| r.get(0))?)

@@ -219,6 +219,13 @@ impl Engine {
     }
 }
 
+fn mirror_unknown_ids(
+    store: &mut crate::store::Store,
+    spec: &'static crate::resources::ResourceSpec,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    crate::store::mirror::unknown_ids(store.conn(), spec)
+}
+
 async fn run_resource(ctx: ResourceCtx) -> ResourceReport {
     let span = tracing::info_span!("cycle", resource = %ctx.kind);
     run_resource_inner(ctx).instrument(span).await
@@ -234,7 +241,30 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
         report.note(e.outcome());
     }
     match pull::pull(&ctx).await {
-        Ok(stats) => report.pulled = Some(stats),
+        Ok(stats) => {
+            report.pulled = Some(stats);
+            // After a complete walk, a row naming an id upstream does not have was typed in
+            // by hand: it is neither created nor removed, so a person must say what it is.
+            let spec = ctx.api.spec;
+            match ctx.db.call(move |s| mirror_unknown_ids(s, spec)).await {
+                Ok(unknown) if !unknown.is_empty() => {
+                    let shown: Vec<String> = unknown
+                        .iter()
+                        .take(3)
+                        .map(|(l, id)| format!("local_id {l} (id {id})"))
+                        .collect();
+                    report.note(Outcome::NeedsHuman(format!(
+                        "{}: {} row(s) name an id upstream does not have: {}. restsync neither creates nor removes \
+                         them; to create one upstream set its id to NULL, otherwise delete it",
+                        spec.table,
+                        unknown.len(),
+                        shown.join(", ")
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => report.note(SyncError::from(e).outcome()),
+            }
+        }
         Err(e) => {
             let msg = e.to_string();
             let resource = ctx.kind.name();

@@ -2111,3 +2111,30 @@ async fn sigterm_stops_a_one_shot_run_cleanly() {
         assert_eq!(made.len(), 1, "{made:#?}");
     }
 }
+
+/// A row inserted with an id upstream never gave is neither created nor removed: the run
+/// and `status` say so (65) until a person sets the id to NULL (then it is created).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_inserted_with_an_unknown_id_is_reported_not_ignored() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    env.exec(
+        "INSERT INTO phone_numbers (id, contact_id, type, number, description) VALUES (777777, 1935038, 2, '0912 777 777', 'explicit id')",
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("id 777777"), "{}", run.stderr);
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 65, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("id upstream does not have"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(env.control.count_requests("POST", Kind::PhoneNumbers), 0);
+    env.exec("UPDATE phone_numbers SET id = NULL WHERE id = 777777");
+    env.sync_ok().await;
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0912 777 777"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    env.assert_converged();
+}
