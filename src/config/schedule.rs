@@ -1,18 +1,21 @@
-//! Schedules: six-field cron with seconds, or an ordinary five-field crontab line (whose
-//! day-of-week numbering differs from the cron crate's, so it is translated).
+//! Schedules: six-field cron with seconds, or an ordinary five-field crontab line. Both
+//! number the days of the week as crontab does (0 and 7 Sunday, 1 Monday; names MON..SUN),
+//! so a six-field line and its five-field equivalent fire at the same instants; the cron
+//! crate counts 1-7 from Sunday, so the field is translated.
 
 use std::str::FromStr;
 
-/// Parses a cron schedule with seconds (six or seven fields) or an ordinary five-field
-/// crontab line, which runs at second 0.
+/// Parses a cron schedule with seconds (six or seven fields, the seventh a year) or an
+/// ordinary five-field crontab line, which runs at second 0.
 pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    let expr = if fields.len() == 5 {
-        let dow = crontab_day_of_week(fields[4]).ok_or_else(|| format!("{s:?}: bad day-of-week field"))?;
-        format!("0 {} {} {} {} {dow}", fields[0], fields[1], fields[2], fields[3])
-    } else {
-        s.to_string()
-    };
+    let mut fields: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    if fields.len() == 5 {
+        fields.insert(0, "0".into());
+    }
+    if let Some(dow) = fields.get_mut(5) {
+        *dow = crontab_day_of_week(dow).ok_or_else(|| format!("{s:?}: bad day-of-week field"))?;
+    }
+    let expr = fields.join(" ");
     cron::Schedule::from_str(&expr).map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
 }
 

@@ -415,6 +415,19 @@ fn five_field_day_of_week_has_crontab_meaning() {
     );
 }
 
+/// One weekday convention: a six-field line fires at the same instants as its five-field
+/// equivalent and as the same line with day names.
+#[test]
+fn six_and_five_field_lines_agree_on_the_day_of_week() {
+    let next = |s: &str| -> Vec<_> { parse_schedule(s).unwrap().upcoming(chrono::Utc).take(3).collect() };
+    let mondays = next("0 9 * * 1");
+    assert_eq!(next("0 0 9 * * 1"), mondays);
+    assert_eq!(next("0 9 * * MON"), mondays);
+    assert_eq!(next("0 0 9 * * Mon"), mondays);
+    assert_eq!(next("0 0 9 * * 1-5"), next("0 9 * * 1-5"));
+    assert_eq!(next("0 0 0 * * 0"), next("0 0 * * 7"));
+}
+
 #[test]
 fn environment_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
