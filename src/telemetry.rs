@@ -87,5 +87,9 @@ pub fn cycle_finished(
                 .set(chrono::Utc::now().timestamp() as f64);
         }
     }
-    metrics::gauge!("restsync_last_cycle_ok", "resource" => resource).set(if ok { 1.0 } else { 0.0 });
+    // A push pass cannot vouch for upstream (it does not walk): it may lower the gauge,
+    // only a full cycle raises it.
+    if full || !ok {
+        metrics::gauge!("restsync_last_cycle_ok", "resource" => resource).set(if ok { 1.0 } else { 0.0 });
+    }
 }

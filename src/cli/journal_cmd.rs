@@ -80,6 +80,26 @@ fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreErr
         eprintln!("restsync: journal retry needs an entry number or --all");
         return Ok(exit::USAGE);
     }
+    if let Some(seq) = seq {
+        match journal::get(store.conn(), seq)? {
+            None => {
+                eprintln!("restsync: no journal entry {seq}");
+                return Ok(exit::DATA);
+            }
+            Some(e)
+                if !journal::Event::PersonRetry
+                    .allowed_from(journal::Actor::Person)
+                    .contains(&e.stage) =>
+            {
+                eprintln!(
+                    "restsync: journal entry {seq} is {} ({}); only failed or waiting entries can be retried",
+                    e.state, e.stage
+                );
+                return Ok(exit::DATA);
+            }
+            Some(_) => {}
+        }
+    }
     let n = store.write(|tx| journal::retry(tx, seq))?;
     outln!(
         "{n} entr{} will be sent on the next sync",
@@ -116,6 +136,12 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         return Ok(exit::DATA);
     };
     let effect = match entry.op {
+        Op::Create if entry.stage == journal::Stage::Unidentified => format!(
+            "delete local row {} of {}. Upstream DID accept this create: if its record shows up upstream \
+             later, a walk brings it in as a new row (delete it upstream to be rid of it)",
+            entry.local_id.unwrap_or(0),
+            kind
+        ),
         Op::Create => format!(
             "delete local row {} of {} (it was never created upstream)",
             entry.local_id.unwrap_or(0),

@@ -67,9 +67,10 @@ pub fn exit_code(all: &[ResourceStatus]) -> i32 {
             || s.sync_state.last_error_kind.as_deref() == Some("needs_human")
             || (!s.unknown_ids.is_empty() && s.last_complete_pull.is_some())
     });
-    let waiting = all
-        .iter()
-        .any(|s| !s.pending.is_empty() || s.sync_state.last_error.is_some());
+    let waiting = all.iter().any(|s| {
+        let p = &s.pending_local_changes;
+        !s.pending.is_empty() || s.sync_state.last_error.is_some() || p.creates + p.updates + p.deletes > 0
+    });
     if needs_human {
         exit::DATA
     } else if waiting {

@@ -10,6 +10,7 @@ pub const MAX_DELETE_FRACTION: f64 = 0.5;
 pub const MAX_ATTEMPTS_PER_RUN: u32 = 4;
 pub const MAX_ATTEMPTS: u32 = 10;
 pub const IDENTIFY_TIMEOUT_SECS: u64 = 900;
+pub const LIST_LAG_SECS: u64 = 30;
 pub const RETRY_BASE_MS: u64 = 500;
 pub const MAX_RETRY_AFTER_SECS: u64 = 300;
 pub const JOURNAL_RETENTION_DAYS: u64 = 30;
@@ -29,6 +30,7 @@ pub fn documented() -> Vec<(&'static str, &'static str, String)> {
         ("sync", "max_attempts_per_run", MAX_ATTEMPTS_PER_RUN.to_string()),
         ("sync", "max_attempts", MAX_ATTEMPTS.to_string()),
         ("sync", "identify_timeout_secs", IDENTIFY_TIMEOUT_SECS.to_string()),
+        ("sync", "list_lag_secs", LIST_LAG_SECS.to_string()),
         ("sync", "retry_base_ms", RETRY_BASE_MS.to_string()),
         ("sync", "max_retry_after_secs", MAX_RETRY_AFTER_SECS.to_string()),
         (

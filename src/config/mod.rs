@@ -114,6 +114,9 @@ pub struct SyncSettings {
     pub max_attempts: u32,
     /// How long an accepted create is looked for before a person is asked.
     pub identify_timeout: Duration,
+    /// How long a created record may take to appear in the list: a create whose outcome is
+    /// unknown is declared "not made" only by a lookup after this (plus the request timeout).
+    pub list_lag: Duration,
     pub retry_base: Duration,
     pub max_retry_after: Duration,
     pub journal_retention: Duration,

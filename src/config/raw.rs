@@ -89,6 +89,7 @@ pub(super) struct RawSync {
     pub(super) max_attempts_per_run: Option<u32>,
     pub(super) max_attempts: Option<u32>,
     pub(super) identify_timeout_secs: Option<u64>,
+    pub(super) list_lag_secs: Option<u64>,
     pub(super) retry_base_ms: Option<u64>,
     pub(super) max_retry_after_secs: Option<u64>,
     pub(super) journal_retention_days: Option<u64>,

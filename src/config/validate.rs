@@ -336,6 +336,10 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
             "sync.identify_timeout_secs: {identify_timeout} is outside 1..=604800 (a week)"
         ));
     }
+    let list_lag = raw.list_lag_secs.unwrap_or(defaults::LIST_LAG_SECS);
+    if list_lag > 3600 {
+        problems.push(format!("sync.list_lag_secs: {list_lag} is more than 3600"));
+    }
     let retry_base_ms = raw.retry_base_ms.unwrap_or(defaults::RETRY_BASE_MS);
     if retry_base_ms > 60_000 {
         problems.push(format!("sync.retry_base_ms: {retry_base_ms} is more than 60000"));
@@ -367,6 +371,7 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         max_attempts_per_run: attempts,
         max_attempts,
         identify_timeout: Duration::from_secs(identify_timeout),
+        list_lag: Duration::from_secs(list_lag),
         retry_base: Duration::from_millis(retry_base_ms),
         max_retry_after: Duration::from_secs(max_retry_after),
         journal_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),

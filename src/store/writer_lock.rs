@@ -49,7 +49,17 @@ pub struct WriterLock {
 impl WriterLock {
     /// The lock file of a database: its path with `.lock` appended (`restsync.db.lock`).
     pub fn lock_path(db_path: &Path) -> PathBuf {
-        let mut name = db_path.as_os_str().to_os_string();
+        // The database's real path, so two configurations that reach one file through a
+        // symlink (of the file or of a directory) share one lock.
+        let real = std::fs::canonicalize(db_path).unwrap_or_else(|_| {
+            match (db_path.parent(), db_path.file_name()) {
+                (Some(dir), Some(file)) if !dir.as_os_str().is_empty() => std::fs::canonicalize(dir)
+                    .map(|d| d.join(file))
+                    .unwrap_or_else(|_| db_path.to_path_buf()),
+                _ => db_path.to_path_buf(),
+            }
+        });
+        let mut name = real.into_os_string();
         name.push(".lock");
         PathBuf::from(name)
     }
@@ -152,6 +162,23 @@ mod tests {
 
     fn db_in(dir: &tempfile::TempDir) -> PathBuf {
         dir.path().join("restsync.db")
+    }
+
+    #[test]
+    fn a_database_reached_through_a_symlink_shares_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("restsync.db"), b"").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            WriterLock::lock_path(&link.join("restsync.db")),
+            WriterLock::lock_path(&real.join("restsync.db"))
+        );
+        let held = WriterLock::acquire(&real.join("restsync.db"), Duration::ZERO).unwrap();
+        assert!(WriterLock::acquire(&link.join("restsync.db"), Duration::ZERO).is_err());
+        drop(held);
     }
 
     #[test]

@@ -121,7 +121,11 @@ pub(super) fn enqueue(
             let Some(row) = mirror::mirror_by_local_id(tx, spec, local_id)? else {
                 continue;
             };
-            if row.id != Some(b.id) && spec.changed_writable(&row.values, &b.values).is_empty() {
+            // A new id typed in is an id edit whatever else changed; a cleared id with other
+            // changes may be a new row that reused the deleted row's local_id.
+            let id_typed_in = row.id.is_some_and(|id| id != b.id);
+            let id_cleared_only = row.id.is_none() && spec.changed_writable(&row.values, &b.values).is_empty();
+            if id_typed_in || id_cleared_only {
                 let now = row.id.map_or("NULL".to_string(), |i| i.to_string());
                 id_edited.insert(
                     local_id,

@@ -300,8 +300,10 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
         };
         match effect {
             WriteEffect::MayHaveHappened | WriteEffect::MayStillBeInProgress => {
+                // An answered 5xx is over, but its record may still take the list's lag to show.
                 let settle_at = if effect == WriteEffect::MayHaveHappened {
-                    crate::store::now_text()
+                    let lag = chrono::Duration::from_std(ctx.settings.sync.list_lag).unwrap_or_default();
+                    (chrono::Utc::now() + lag).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                 } else {
                     resolve::settle_at(ctx, started)
                 };

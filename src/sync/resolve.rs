@@ -11,9 +11,6 @@ use crate::store::journal::{self, Entry, Event, Op, Stage};
 use crate::store::StoreError;
 use std::time::Duration;
 
-/// How long after a request's timeout it may still be completing upstream.
-pub(super) const SETTLE_MARGIN: Duration = Duration::from_secs(2);
-
 /// How a resolution went.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Resolved {
@@ -32,9 +29,11 @@ fn at(after: Duration) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The time before which a request sent now (or abandoned now) may still be in progress.
+/// The time before which a lookup's miss proves nothing about a request that began at
+/// `from` without an answer: it may still be in progress for the request timeout, and its
+/// record may take `sync.list_lag_secs` more to be listed.
 pub(super) fn settle_at(ctx: &ResourceCtx, from: chrono::DateTime<chrono::Utc>) -> String {
-    let settle = ctx.settings.sync.request_timeout + SETTLE_MARGIN;
+    let settle = ctx.settings.sync.request_timeout + ctx.settings.sync.list_lag;
     (from + chrono::Duration::from_std(settle).unwrap_or_default())
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

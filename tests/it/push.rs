@@ -1736,7 +1736,10 @@ async fn an_update_keeps_a_contact_moved_upstream_since_the_last_walk() {
     env.exec(&format!(
         "UPDATE phone_numbers SET description = '只改描述' WHERE id = {id}"
     ));
+    // A local change waits: status says so (75) until a run pushes it.
+    assert_eq!(env.restsync(&["status"]).await.code, 75);
     let run = env.sync_ok().await;
+    assert_eq!(env.restsync(&["status"]).await.code, 0);
     let upstream = env.control.get(Kind::PhoneNumbers, id).expect("phone");
     assert_eq!(upstream["description"], "只改描述", "{}", run.stderr);
     assert_eq!(
@@ -2029,10 +2032,14 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
     env.sync_ok().await;
     let address = env.upstream_ids(Kind::Addresses)[2];
     let smart = env.upstream_ids(Kind::SmartNumbers)[3];
+    let phone = env.upstream_ids(Kind::PhoneNumbers)[4];
     env.exec(&format!(
         "UPDATE addresses SET id = id + 1000000 WHERE id = {address};
-         UPDATE smart_numbers SET id = NULL WHERE id = {smart};"
+         UPDATE smart_numbers SET id = NULL WHERE id = {smart};
+         UPDATE phone_numbers SET id = 99999, description = 'and an edit' WHERE id = {phone};"
     ));
+    // A row now names an id upstream never gave: status asks for a person before any run.
+    assert_eq!(env.restsync(&["status"]).await.code, 65);
     let run = env.sync_once().await;
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stderr.contains("id was changed from"), "{}", run.stderr);
@@ -2041,7 +2048,11 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
         "{}",
         run.stderr
     );
-    for kind in [Kind::Addresses, Kind::SmartNumbers] {
+    assert!(
+        env.control.get(Kind::PhoneNumbers, phone).is_some(),
+        "an id edit deleted the record"
+    );
+    for kind in [Kind::Addresses, Kind::SmartNumbers, Kind::PhoneNumbers] {
         assert_eq!(env.control.count_requests("DELETE", kind), 0, "{kind:?}");
         assert_eq!(env.control.count_requests("POST", kind), 0, "{kind:?}");
     }
@@ -2053,7 +2064,8 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
         .any(|r| r["id"] == smart));
     env.exec(&format!(
         "UPDATE addresses SET id = {address} WHERE id = {};
-         UPDATE smart_numbers SET id = {smart} WHERE id IS NULL;",
+         UPDATE smart_numbers SET id = {smart} WHERE id IS NULL;
+         UPDATE phone_numbers SET id = {phone} WHERE id = 99999;",
         address + 1_000_000
     ));
     env.sync_ok().await;
@@ -2136,5 +2148,33 @@ async fn a_row_inserted_with_an_unknown_id_is_reported_not_ignored() {
     env.sync_ok().await;
     let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0912 777 777"));
     assert_eq!(made.len(), 1, "{made:#?}");
+    env.assert_converged();
+}
+
+/// A create whose answer was lost while the list lags behind writes is not declared "never
+/// made" before `sync.list_lag_secs` has passed: one INSERT, one record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_create_answer_under_a_lagging_list_is_not_sent_twice() {
+    let env = Env::start(20).await;
+    env.write_config("list_lag_secs = 10", "");
+    env.sync_ok().await;
+    env.exec("INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0933 707 070', 'lag')");
+    env.control.set_faults(Faults {
+        list_lag_ms: 7000,
+        ..Faults::default()
+    });
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::PhoneNumbers,
+        FaultAction::DropAfterCommit,
+        1,
+    ));
+    let run = env.sync_once().await;
+    assert!(matches!(run.code, 0 | 75), "{}", run.stderr);
+    env.control.set_faults(Faults::default());
+    sync_until_ok(&env, 3).await;
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0933 707 070"));
+    assert_eq!(made.len(), 1, "one INSERT, {} records: {made:#?}", made.len());
+    assert_eq!(env.control.count_requests("POST", Kind::PhoneNumbers), 1);
     env.assert_converged();
 }

@@ -77,6 +77,7 @@ client = "{client}"
 per_page = 25
 concurrency = 4
 request_timeout_secs = 3
+list_lag_secs = 1
 retry_base_ms = 10
 max_retry_after_secs = 2
 {sync_extra}
@@ -103,7 +104,7 @@ max_retry_after_secs = 2
                     seen_sync = true;
                 }
                 let key = l.split_once('=').map(|(k, _)| k.trim());
-                let is_default = seen_sync && !sync_extra.contains(l.trim());
+                let is_default = seen_sync && !sync_extra.lines().any(|x| x.trim() == l.trim());
                 !(is_default && key.is_some_and(|k| overridden.contains(&k)))
             })
             .map(|l| format!("{l}\n"))
