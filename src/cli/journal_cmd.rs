@@ -142,6 +142,12 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
             entry.local_id.unwrap_or(0),
             kind
         ),
+        Op::Create if entry.stage == journal::Stage::Undetermined => format!(
+            "delete local row {} of {}. Upstream MAY have made this create: if its record shows up upstream \
+             later, a walk brings it in as a new row",
+            entry.local_id.unwrap_or(0),
+            kind
+        ),
         Op::Create => format!(
             "delete local row {} of {} (it was never created upstream)",
             entry.local_id.unwrap_or(0),

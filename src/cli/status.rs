@@ -82,7 +82,7 @@ pub fn exit_code(all: &[ResourceStatus]) -> i32 {
 
 fn fix_for(e: &journal::Entry) -> String {
     match e.stage {
-        journal::Stage::Unidentified => format!(
+        journal::Stage::Unidentified | journal::Stage::Undetermined => format!(
             "check upstream for the record; if it is not there, `restsync journal retry {}` sends it again",
             e.seq
         ),

@@ -99,12 +99,40 @@ pub(super) async fn resolve_all(ctx: &ResourceCtx) -> Result<u64, SyncError> {
 pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved, SyncError> {
     let resource = ctx.kind.name();
     let seq = entry.seq;
-    if reconcile_create(ctx, entry).await? {
+    let found = match reconcile_create(ctx, entry).await {
+        Ok(found) => found,
+        // Lookups that keep failing (a long outage) are bounded like identification: past
+        // `sync.identify_timeout_secs` a person is asked; the create is still not re-sent.
+        Err(e) if matches!(e.outcome(), crate::sync::Outcome::Transient(_)) => {
+            if give_up_if_overdue(ctx, entry, &format!("its lookups kept failing ({e})")).await? {
+                return Ok(Resolved::GaveUp);
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    if found {
         return Ok(Resolved::Found);
     }
     let now = chrono::Utc::now();
     let now_text = crate::store::now_text();
     match entry.stage {
+        Stage::Unknown | Stage::Undetermined
+            if entry.stage == Stage::Undetermined
+                && entry.settle_at.as_deref().is_some_and(|t| t <= now_text.as_str()) =>
+        {
+            // Lookups work again and this one, made after the request settled, missed.
+            ctx.db
+                .call(move |s| journal::advance(s.conn(), seq, &Event::NotFoundAfterSettle))
+                .await?;
+            tracing::info!(
+                resource,
+                seq,
+                local_id = entry.local_id,
+                "lookups work again and the create was never made; sending it"
+            );
+            Ok(Resolved::SafeToSend)
+        }
         Stage::Unknown => {
             let settle = entry.settle_at.clone().unwrap_or_default();
             if settle.as_str() <= now_text.as_str() {
@@ -190,7 +218,7 @@ pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved
                 .await?;
             Ok(Resolved::Waiting)
         }
-        Stage::Unidentified => {
+        Stage::Unidentified | Stage::Undetermined => {
             let next = at(Duration::from_secs(300));
             let note = entry.last_error.clone().unwrap_or_default();
             ctx.db
@@ -209,6 +237,50 @@ pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved
         }
         _ => Ok(Resolved::Waiting),
     }
+}
+
+/// Fails an unresolved create whose identification deadline has passed (for a person);
+/// returns whether it did.
+async fn give_up_if_overdue(ctx: &ResourceCtx, entry: &Entry, why: &str) -> Result<bool, SyncError> {
+    let since = entry.accepted_at.as_deref().or(entry.settle_at.as_deref());
+    let Some(since) = since.and_then(parse_time) else {
+        return Ok(false);
+    };
+    let limit = ctx.settings.sync.identify_timeout;
+    let now = chrono::Utc::now();
+    if now.signed_duration_since(since).to_std().unwrap_or_default() < limit {
+        return Ok(false);
+    }
+    let deadline = (now - chrono::Duration::from_std(limit).unwrap_or_default())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let seq = entry.seq;
+    let error = format!(
+        "whether upstream made this create could not be told within sync.identify_timeout_secs ({} s): {why}. \
+         It is NOT sent again: check upstream; if the record is not there, `restsync journal retry {seq}` sends it",
+        limit.as_secs()
+    );
+    let applied = ctx
+        .db
+        .call(move |s| {
+            match journal::advance(
+                s.conn(),
+                seq,
+                &Event::GiveUpIdentifying {
+                    deadline: &deadline,
+                    error: &error,
+                },
+            ) {
+                Ok(_) => Ok(true),
+                Err(StoreError::Transition(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    if applied {
+        tracing::error!(resource = %ctx.kind, seq, local_id = entry.local_id,
+            "unresolved create given up for a person (it is not sent again)");
+    }
+    Ok(applied)
 }
 
 /// Resolves a create just answered without an id (or with a 5xx), waiting in place a

@@ -2178,3 +2178,41 @@ async fn a_lost_create_answer_under_a_lagging_list_is_not_sent_twice() {
     assert_eq!(env.control.count_requests("POST", Kind::PhoneNumbers), 1);
     env.assert_converged();
 }
+
+/// During an outage whose lookups keep failing, an unresolved create is bounded too: past
+/// `sync.identify_timeout_secs` it waits for a person (65) and is still not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_outcome_that_cannot_be_looked_up_is_bounded_not_resent() {
+    let env = Env::start(20).await;
+    env.write_config("max_attempts_per_run = 1\nidentify_timeout_secs = 1", "");
+    env.sync_ok().await;
+    env.exec("INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0944 100 200', 'outage')");
+    env.control.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let first = env.sync_once().await;
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = env.sync_once().await;
+    assert_eq!(second.code, 65, "{}", second.stderr);
+    assert!(second.stderr.contains("NOT sent again"), "{}", second.stderr);
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 65, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("outcome never determined"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        env.control.count_requests("POST", Kind::PhoneNumbers),
+        1,
+        "sent again"
+    );
+    // Once lookups work again, one that misses proves the create was never made: it goes.
+    env.control.set_faults(Faults::default());
+    env.sync_ok().await;
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0944 100 200"));
+    assert_eq!(made.len(), 1, "{made:#?}");
+    env.assert_converged();
+}

@@ -29,15 +29,21 @@
 //!                 +-- Succeed ----> Done <-- Succeed/Adopt (a lookup found it)
 //! ```
 //!
+//! An Unknown whose lookups keep failing past `sync.identify_timeout_secs` becomes
+//! Undetermined (`failed`, for a person); like Unknown it goes to Done when a lookup finds
+//! its record, and to Queued only when a lookup after `settle_at` misses.
+//!
 //! Stored as the `state` column (pending, in_flight, done, failed, superseded) plus
 //! `outcome` (NULL, `unknown`, `created`), so `restsync journal --state` keeps its five
-//! states: Queued, Unknown and Accepted are all `pending`; Failed and Unidentified `failed`.
+//! states: Queued, Unknown and Accepted are all `pending`; Failed, Unidentified and
+//! Undetermined `failed`.
 //!
 //! Invariants (each a unit test below):
 //! - Accepted and Unidentified never become Queued or Sending except by a person's
 //!   `journal retry` (PersonRetry) on an Unidentified entry.
-//! - Unknown becomes Queued only after its `settle_at` has passed.
-//! - Accepted becomes Unidentified only after `accepted_at` is older than the deadline.
+//! - Unknown (and Undetermined) becomes Queued only after its `settle_at` has passed.
+//! - Accepted becomes Unidentified, and Unknown becomes Failed, only after `accepted_at`
+//!   (or `settle_at`) is older than the deadline (`sync.identify_timeout_secs`).
 //! - An entry whose request may have had an effect (Sending, Unknown, Accepted,
 //!   Unidentified) is never superseded: its effect upstream must be found first.
 //! - Done and Superseded are final.
@@ -66,11 +72,15 @@ pub enum Stage {
     /// Accepted but never identified within `sync.identify_timeout_secs`: needs a person,
     /// and still never sent again unless the person says so.
     Unidentified,
+    /// An unknown outcome that could not be settled within `sync.identify_timeout_secs`
+    /// (its lookups kept failing): needs a person meanwhile. Never sent again unless a
+    /// lookup, once lookups work again, proves it was not made (or a person says so).
+    Undetermined,
     Superseded,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Queued,
         Stage::Sending,
         Stage::Unknown,
@@ -78,6 +88,7 @@ impl Stage {
         Stage::Done,
         Stage::Failed,
         Stage::Unidentified,
+        Stage::Undetermined,
         Stage::Superseded,
     ];
 
@@ -91,6 +102,7 @@ impl Stage {
             Stage::Done => ("done", None),
             Stage::Failed => ("failed", None),
             Stage::Unidentified => ("failed", Some(OUTCOME_CREATED)),
+            Stage::Undetermined => ("failed", Some(OUTCOME_UNKNOWN)),
             Stage::Superseded => ("superseded", None),
         }
     }
@@ -104,6 +116,7 @@ impl Stage {
             ("pending", Some(OUTCOME_CREATED)) => Stage::Accepted,
             ("done", _) => Stage::Done,
             ("failed", Some(OUTCOME_CREATED)) => Stage::Unidentified,
+            ("failed", Some(OUTCOME_UNKNOWN)) => Stage::Undetermined,
             ("failed", _) => Stage::Failed,
             ("superseded", _) => Stage::Superseded,
             _ => return None,
@@ -114,7 +127,7 @@ impl Stage {
     pub fn unresolved(self) -> bool {
         matches!(
             self,
-            Stage::Sending | Stage::Unknown | Stage::Accepted | Stage::Unidentified
+            Stage::Sending | Stage::Unknown | Stage::Accepted | Stage::Unidentified | Stage::Undetermined
         )
     }
 
@@ -124,7 +137,7 @@ impl Stage {
 
     /// Needs a person: shown by `status`, and the run exits 65.
     pub fn needs_human(self) -> bool {
-        matches!(self, Stage::Failed | Stage::Unidentified)
+        matches!(self, Stage::Failed | Stage::Unidentified | Stage::Undetermined)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +149,7 @@ impl Stage {
             Stage::Done => "done",
             Stage::Failed => "failed",
             Stage::Unidentified => "accepted, never identified",
+            Stage::Undetermined => "outcome never determined",
             Stage::Superseded => "superseded",
         }
     }
@@ -194,7 +208,9 @@ pub enum Event<'a> {
     NotYetFound { at: &'a str, note: &'a str },
     /// A lookup after `settle_at` did not find it: the create never took effect.
     NotFoundAfterSettle,
-    /// Accepted before `deadline` and still not found: a person must look.
+    /// Accepted (or settled, for an unknown outcome) before `deadline` and still not found
+    /// or not lookable: a person must look. An accepted create becomes Unidentified, an
+    /// unknown one Failed; neither is sent again without a person.
     GiveUpIdentifying { deadline: &'a str, error: &'a str },
     /// The row changed again, was reverted, or the change was given up.
     Supersede,
@@ -225,21 +241,23 @@ impl Event<'_> {
     pub fn allowed_from(&self, actor: Actor) -> &'static [Stage] {
         use Stage::*;
         match (self, actor) {
-            (Event::PersonRetry, Actor::Person) => &[Queued, Failed, Unknown, Accepted, Unidentified],
+            (Event::PersonRetry, Actor::Person) => {
+                &[Queued, Failed, Unknown, Accepted, Unidentified, Undetermined]
+            }
             (Event::PersonRetry, Actor::Engine) => &[],
-            (Event::Supersede, Actor::Person) => &[Queued, Failed, Unidentified],
+            (Event::Supersede, Actor::Person) => &[Queued, Failed, Unidentified, Undetermined],
             (_, Actor::Person) => &[],
             (Event::Send, _) => &[Queued],
             (Event::Rebase { .. }, _) => &[Queued],
-            (Event::Succeed { .. }, _) => &[Sending, Unknown, Accepted, Unidentified],
+            (Event::Succeed { .. }, _) => &[Sending, Unknown, Accepted, Unidentified, Undetermined],
             (Event::Accept, _) => &[Sending, Unknown],
             (Event::OutcomeUnknown { .. }, _) => &[Sending],
             (Event::Abandoned { .. }, _) => &[Sending],
             (Event::Retry { .. }, _) => &[Sending, Queued],
             (Event::Reject { .. }, _) => &[Queued, Sending, Failed],
-            (Event::NotYetFound { .. }, _) => &[Unknown, Accepted, Unidentified],
-            (Event::NotFoundAfterSettle, _) => &[Unknown],
-            (Event::GiveUpIdentifying { .. }, _) => &[Accepted],
+            (Event::NotYetFound { .. }, _) => &[Unknown, Accepted, Unidentified, Undetermined],
+            (Event::NotFoundAfterSettle, _) => &[Unknown, Undetermined],
+            (Event::GiveUpIdentifying { .. }, _) => &[Accepted, Unknown],
             (Event::Supersede, _) => &[Queued, Failed],
         }
     }
@@ -375,7 +393,7 @@ pub fn apply(conn: &Connection, seq: i64, event: &Event<'_>, actor: Actor) -> Re
         Event::GiveUpIdentifying { deadline, error } => conn.execute(
             &format!(
                 "UPDATE journal SET state = 'failed', next_attempt_at = NULL, last_error = ?3, updated_at = ?4 \
-                 WHERE seq = ?1 AND {from} AND coalesce(accepted_at, updated_at) <= ?2"
+                 WHERE seq = ?1 AND {from} AND coalesce(accepted_at, settle_at, updated_at) <= ?2"
             ),
             params![seq, deadline, error, now],
         )?,

@@ -62,6 +62,18 @@ fn create_in(conn: &Connection, target: Stage) -> i64 {
                 error: "never listed",
             },
         ],
+        Stage::Undetermined => vec![
+            Event::Send,
+            Event::OutcomeUnknown {
+                settle_at: FUTURE,
+                status: None,
+                error: "timeout",
+            },
+            Event::GiveUpIdentifying {
+                deadline: FUTURE,
+                error: "lookups kept failing",
+            },
+        ],
         Stage::Done => vec![Event::Send, Event::Succeed { upstream_id: Some(5) }],
         Stage::Failed => vec![Event::Reject {
             status: None,
@@ -104,7 +116,7 @@ fn a_plain_push_goes_queued_sending_done() {
 fn an_accepted_create_is_never_made_sendable_by_the_engine() {
     let s = store();
     let c = s.conn();
-    for from in [Stage::Accepted, Stage::Unidentified] {
+    for from in [Stage::Accepted, Stage::Unidentified, Stage::Undetermined] {
         let seq = create_in(c, from);
         let moves = [
             Event::Send,
@@ -210,6 +222,7 @@ fn entries_that_may_have_reached_upstream_are_never_superseded() {
         Stage::Unknown,
         Stage::Accepted,
         Stage::Unidentified,
+        Stage::Undetermined,
     ] {
         let seq = create_in(c, from);
         assert!(is_illegal(engine(c, seq, Event::Supersede)), "{from:?}");
