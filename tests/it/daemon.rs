@@ -615,3 +615,62 @@ async fn the_service_runs_reloads_and_stops_under_its_control() {
     assert_eq!(code, 0);
     env.assert_converged();
 }
+
+/// Fetch before write, where it matters most: a push pass (no walk) after upstream moved a
+/// phone to another contact and someone edited its description here. The PUT must carry
+/// upstream's current contact, not the mirror's stale one; a same-field edit on both sides
+/// goes through the conflict policy and is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_pass_between_walks_keeps_upstream_changes_made_since_the_last_walk() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let metrics_port = free_port();
+    daemon_config(&env, metrics_port, "");
+    // No scheduled walk during the test: only push passes run after the first cycle.
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &env.config,
+        config.replace("schedule = \"*/2 * * * * *\"", "schedule = \"0 0 0 1 1 *\""),
+    )
+    .expect("write config");
+    let daemon = spawn_daemon(&env, metrics_port);
+    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (moved, both) = (ids[3], ids[4]);
+    env.control.update(
+        Kind::PhoneNumbers,
+        moved,
+        serde_json::json!({"contact_id": 1_999_123}),
+    );
+    env.control.update(
+        Kind::PhoneNumbers,
+        both,
+        serde_json::json!({"description": "upstream's"}),
+    );
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'local only' WHERE id = {moved};
+         UPDATE phone_numbers SET description = 'local too' WHERE id = {both};"
+    ));
+    eventually(Duration::from_secs(15), "push pass", || {
+        env.control.get(Kind::PhoneNumbers, moved).expect("phone")["description"] == "local only"
+    })
+    .await;
+    let record = env.control.get(Kind::PhoneNumbers, moved).expect("phone");
+    assert_eq!(
+        record["phone_contact"]["contact_id"], 1_999_123,
+        "the push moved the phone back to its old contact"
+    );
+    eventually(Duration::from_secs(10), "conflict recorded", || {
+        env.count(&format!(
+            "SELECT count(*) FROM conflicts WHERE upstream_id = {both}"
+        )) == 1
+    })
+    .await;
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, both).expect("phone")["description"],
+        "upstream's",
+        "remote-wins: upstream's same-field edit stays"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
