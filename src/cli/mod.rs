@@ -68,7 +68,9 @@ pub enum Command {
     /// which conflicts it would resolve how. Changes nothing.
     Plan,
     /// Show per resource: rows, pending local changes, journal entries by state, conflicts,
-    /// failed entries with upstream's messages, last complete pull.
+    /// pending entries with attempts and last error, failed entries with upstream's messages
+    /// and the command that settles them, last complete pull. Exits 0 healthy, 65 something
+    /// needs a person, 75 work is waiting.
     Status {
         /// Print JSON instead of text.
         #[arg(long)]

@@ -122,11 +122,10 @@ fn merge_in(
     match (entry.op, remote) {
         (Op::Delete, None) => {
             mirror::delete_base(tx, spec, id)?;
-            journal::advance(tx, seq, &Event::Send)?;
             journal::advance(
                 tx,
                 seq,
-                &Event::Succeed {
+                &Event::AlreadyUpstream {
                     upstream_id: Some(id),
                 },
             )?;
@@ -178,11 +177,10 @@ fn merge_in(
                         let how = if merged.conflicts.is_empty() {
                             // Upstream holds exactly this (an earlier attempt whose answer
                             // was lost, say): the change is done.
-                            journal::advance(tx, seq, &Event::Send)?;
                             journal::advance(
                                 tx,
                                 seq,
-                                &Event::Succeed {
+                                &Event::AlreadyUpstream {
                                     upstream_id: Some(id),
                                 },
                             )?;

@@ -104,7 +104,13 @@ pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved
         // Lookups that keep failing (a long outage) are bounded like identification: past
         // `sync.identify_timeout_secs` a person is asked; the create is still not re-sent.
         Err(e) if matches!(e.outcome(), crate::sync::Outcome::Transient(_)) => {
-            if give_up_if_overdue(ctx, entry, &format!("its lookups kept failing ({e})")).await? {
+            let error = format!(
+                "whether upstream made this create could not be told within sync.identify_timeout_secs ({} s): \
+                 its lookups kept failing ({e}). It is NOT sent again: check upstream; if the record is not there, \
+                 `restsync journal retry {seq}` sends it",
+                ctx.settings.sync.identify_timeout.as_secs()
+            );
+            if give_up_if_overdue(ctx, entry, error).await? {
                 return Ok(Resolved::GaveUp);
             }
             return Err(e);
@@ -166,39 +172,15 @@ pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved
         }
         Stage::Accepted => {
             let accepted = entry.accepted_at.as_deref().and_then(parse_time).unwrap_or(now);
-            let limit = ctx.settings.sync.identify_timeout;
-            let deadline = (now - chrono::Duration::from_std(limit).unwrap_or_default())
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            if now.signed_duration_since(accepted).to_std().unwrap_or_default() >= limit {
-                let error = format!(
-                    "upstream accepted this create at {} but the record it made was not found within \
-                     sync.identify_timeout_secs ({} s). It is NOT sent again: check upstream; if the record is not \
-                     there, `restsync journal retry {seq}` sends it again",
-                    entry.accepted_at.as_deref().unwrap_or("?"),
-                    limit.as_secs()
-                );
-                let applied = ctx
-                    .db
-                    .call(move |s| {
-                        match journal::advance(
-                            s.conn(),
-                            seq,
-                            &Event::GiveUpIdentifying {
-                                deadline: &deadline,
-                                error: &error,
-                            },
-                        ) {
-                            Ok(_) => Ok(true),
-                            Err(StoreError::Transition(_)) => Ok(false),
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .await?;
-                if applied {
-                    tracing::error!(resource, seq, local_id = entry.local_id,
-                        "accepted create never identified upstream; a person must check (it is not sent again)");
-                    return Ok(Resolved::GaveUp);
-                }
+            let error = format!(
+                "upstream accepted this create at {} but the record it made was not found within \
+                 sync.identify_timeout_secs ({} s). It is NOT sent again: check upstream; if the record is not \
+                 there, `restsync journal retry {seq}` sends it again",
+                entry.accepted_at.as_deref().unwrap_or("?"),
+                ctx.settings.sync.identify_timeout.as_secs()
+            );
+            if give_up_if_overdue(ctx, entry, error).await? {
+                return Ok(Resolved::GaveUp);
             }
             // Lists lag behind creates: look again, less often the longer it takes.
             let elapsed = now.signed_duration_since(accepted).to_std().unwrap_or_default();
@@ -239,9 +221,10 @@ pub(super) async fn resolve(ctx: &ResourceCtx, entry: &Entry) -> Result<Resolved
     }
 }
 
-/// Fails an unresolved create whose identification deadline has passed (for a person);
-/// returns whether it did.
-async fn give_up_if_overdue(ctx: &ResourceCtx, entry: &Entry, why: &str) -> Result<bool, SyncError> {
+/// Fails an unresolved create whose identification deadline (`sync.identify_timeout_secs`
+/// after it was accepted, or after its outcome settled) has passed, with `error` for the
+/// person who must look; returns whether it did.
+async fn give_up_if_overdue(ctx: &ResourceCtx, entry: &Entry, error: String) -> Result<bool, SyncError> {
     let since = entry.accepted_at.as_deref().or(entry.settle_at.as_deref());
     let Some(since) = since.and_then(parse_time) else {
         return Ok(false);
@@ -254,11 +237,6 @@ async fn give_up_if_overdue(ctx: &ResourceCtx, entry: &Entry, why: &str) -> Resu
     let deadline = (now - chrono::Duration::from_std(limit).unwrap_or_default())
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let seq = entry.seq;
-    let error = format!(
-        "whether upstream made this create could not be told within sync.identify_timeout_secs ({} s): {why}. \
-         It is NOT sent again: check upstream; if the record is not there, `restsync journal retry {seq}` sends it",
-        limit.as_secs()
-    );
     let applied = ctx
         .db
         .call(move |s| {

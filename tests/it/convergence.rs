@@ -341,7 +341,13 @@ impl Case {
     }
 
     fn local_delete(&mut self, kind: Kind, slot: usize) {
-        let live = self.live(kind);
+        // A record upstream edited is not deleted here: delete-vs-edit is a conflict the
+        // policy settles (tested on its own), not a change both sides keep.
+        let live: Vec<usize> = self
+            .live(kind)
+            .into_iter()
+            .filter(|i| self.tracked[*i].remote_cols.is_empty())
+            .collect();
         let done = self.local_deletes.entry(kind.name()).or_default();
         if live.is_empty() || *done >= MAX_DELETES {
             return;
@@ -591,6 +597,9 @@ async fn run_case(initial: FaultSpec, steps: Vec<Step>) {
             converged = true;
             break;
         }
+        // A create whose answer was unreadable settles only after the request timeout plus
+        // sync.list_lag_secs (3 + 1 s here): runs are spaced as a timer would space them.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
     assert!(
         converged,

@@ -29,6 +29,9 @@
 //!                 +-- Succeed ----> Done <-- Succeed/Adopt (a lookup found it)
 //! ```
 //!
+//! A Queued update or delete whose change upstream already holds (found by fetch before
+//! write) goes straight to Done (AlreadyUpstream), counting no attempt.
+//!
 //! An Unknown whose lookups keep failing past `sync.identify_timeout_secs` becomes
 //! Undetermined (`failed`, for a person); like Unknown it goes to Done when a lookup finds
 //! its record, and to Queued only when a lookup after `settle_at` misses.
@@ -182,6 +185,9 @@ pub enum Event<'a> {
     Rebase { payload: &'a str, row_values: &'a str },
     /// Upstream answered success, or a lookup found the record a create made.
     Succeed { upstream_id: Option<i64> },
+    /// Nothing needs sending: upstream's current record already holds the change (an
+    /// earlier attempt whose answer was lost, a delete of a record already gone).
+    AlreadyUpstream { upstream_id: Option<i64> },
     /// A create answered 2xx without saying what it made.
     Accept,
     /// The request may have taken effect; a lookup miss counts only after `settle_at`.
@@ -224,6 +230,7 @@ impl Event<'_> {
             Event::Send => "send",
             Event::Rebase { .. } => "rebase",
             Event::Succeed { .. } => "succeed",
+            Event::AlreadyUpstream { .. } => "already-upstream",
             Event::Accept => "accept",
             Event::OutcomeUnknown { .. } => "outcome-unknown",
             Event::Abandoned { .. } => "abandoned",
@@ -250,6 +257,7 @@ impl Event<'_> {
             (Event::Send, _) => &[Queued],
             (Event::Rebase { .. }, _) => &[Queued],
             (Event::Succeed { .. }, _) => &[Sending, Unknown, Accepted, Unidentified, Undetermined],
+            (Event::AlreadyUpstream { .. }, _) => &[Queued],
             (Event::Accept, _) => &[Sending, Unknown],
             (Event::OutcomeUnknown { .. }, _) => &[Sending],
             (Event::Abandoned { .. }, _) => &[Sending],
@@ -320,6 +328,13 @@ pub fn apply(conn: &Connection, seq: i64, event: &Event<'_>, actor: Actor) -> Re
             &format!(
                 "UPDATE journal SET state = 'done', outcome = NULL, upstream_id = coalesce(?2, upstream_id), \
                  next_attempt_at = NULL, updated_at = ?3 WHERE seq = ?1 AND {from}"
+            ),
+            params![seq, upstream_id, now],
+        )?,
+        Event::AlreadyUpstream { upstream_id } => conn.execute(
+            &format!(
+                "UPDATE journal SET state = 'done', outcome = NULL, upstream_id = coalesce(?2, upstream_id), \
+                 next_attempt_at = NULL, last_error = NULL, updated_at = ?3 WHERE seq = ?1 AND {from}"
             ),
             params![seq, upstream_id, now],
         )?,

@@ -305,6 +305,23 @@ fn an_abandoned_create_becomes_unknown_and_an_abandoned_update_is_repeated() {
 }
 
 #[test]
+fn a_change_upstream_already_holds_is_done_without_an_attempt() {
+    let s = store();
+    let c = s.conn();
+    let seq = entry(c, Op::Update);
+    let done = engine(c, seq, Event::AlreadyUpstream { upstream_id: Some(9) }).unwrap();
+    assert_eq!(done, Stage::Done);
+    assert_eq!(journal::get(c, seq).unwrap().unwrap().attempts, 0);
+    // Only a queued entry: one whose request may be out is resolved by a lookup instead.
+    let sending = create_in(c, Stage::Sending);
+    assert!(is_illegal(engine(
+        c,
+        sending,
+        Event::AlreadyUpstream { upstream_id: None }
+    )));
+}
+
+#[test]
 fn the_engine_cannot_retry_for_a_person() {
     let s = store();
     let c = s.conn();
