@@ -586,10 +586,9 @@ async fn the_service_runs_reloads_and_stops_under_its_control() {
         restsync::sync::CycleOptions::default(),
         control,
     ));
-    eventually(Duration::from_secs(20), "first walk", || {
-        std::path::Path::new(&env.db_path).exists() && env.count("SELECT count(*) FROM phone_numbers") == 20
-    })
-    .await;
+    // Polls tolerate a database whose schema is still being created.
+    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+    assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), 20);
     let id = env.upstream_ids(Kind::PhoneNumbers)[4];
     env.exec(&format!(
         "UPDATE phone_numbers SET description = 'in-process' WHERE id = {id}"
