@@ -100,7 +100,12 @@ fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreErr
             Some(_) => {}
         }
     }
-    let n = store.write(|tx| journal::retry(tx, seq))?;
+    // A running daemon watches the edit count: it sends the retried entries now.
+    let n = store.write(|tx| {
+        let n = journal::retry(tx, seq)?;
+        crate::store::tracking::note_edit(tx)?;
+        Ok(n)
+    })?;
     outln!(
         "{n} entr{} will be sent on the next sync",
         if n == 1 { "y" } else { "ies" }

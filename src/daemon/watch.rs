@@ -1,5 +1,8 @@
-//! Notices local edits cheaply: `PRAGMA data_version` on a connection of its own changes
-//! whenever another connection (a person's `sqlite3`, or restsync's writer) commits.
+//! Notices local edits cheaply. `PRAGMA data_version` on a connection of its own changes
+//! whenever another connection commits (costs no I/O); only then is the edit counter the
+//! change-tracking triggers keep read, and only when it moved is the daemon woken. So a
+//! commit of restsync's own (a pull, a write-back) never wakes it, and an idle daemon
+//! reads nothing.
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
@@ -27,7 +30,7 @@ pub async fn run(
         }
         Err(_) => return,
     };
-    let mut last: Option<i64> = None;
+    let mut last: Option<(i64, i64)> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -36,15 +39,21 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let c = conn.clone();
-        let version = tokio::task::spawn_blocking(move || {
+        let known = last;
+        let seen = tokio::task::spawn_blocking(move || {
             let conn = c.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
-            conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            let version = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))?;
+            if known.is_some_and(|(v, _)| v == version) {
+                return Ok(known);
+            }
+            let edits = crate::store::tracking::edits(&conn).map_err(|_| rusqlite::Error::InvalidQuery)?;
+            Ok::<_, rusqlite::Error>(Some((version, edits)))
         })
         .await;
-        let Ok(Ok(version)) = version else { continue };
-        if last.is_some_and(|l| l != version) {
+        let Ok(Ok(Some(seen))) = seen else { continue };
+        if last.is_some_and(|(_, edits)| edits != seen.1) {
             let _ = changes.send(());
         }
-        last = Some(version);
+        last = Some(seen);
     }
 }

@@ -1,11 +1,12 @@
 //! Mirror rows and their base snapshots. SQL is generated once per resource from its
 //! column list, so the three resources share one implementation.
 
+use super::tracking::{self, Mark};
 use super::{now_text, Result};
 use crate::resources::{ResourceKind, ResourceSpec};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
 /// A row of a mirror table as the user left it.
@@ -322,6 +323,109 @@ pub fn local_changes(conn: &Connection, spec: &ResourceSpec) -> Result<LocalChan
         updates,
         deletes,
     })
+}
+
+/// The local changes among marked rows, and which rows and ids were looked at (a journal
+/// entry about a row that was looked at and shows no change is stale).
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub changes: LocalChanges,
+    pub local_ids: HashSet<i64>,
+    pub ids: HashSet<i64>,
+}
+
+/// Compares the marked rows with their base snapshots: O(marks) point lookups, the same
+/// answer [`local_changes`] gives for those rows.
+pub fn changes_of(conn: &Connection, spec: &ResourceSpec, marks: &[Mark]) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let mut rows = BTreeSet::new();
+    for m in marks {
+        match *m {
+            Mark::Row(local_id) => {
+                rows.insert(local_id);
+            }
+            Mark::Upstream(id) => {
+                checked.ids.insert(id);
+                // Whichever row holds the id now is worth a look too.
+                if let Some(row) = mirror_by_id(conn, spec, id)? {
+                    rows.insert(row.local_id);
+                }
+            }
+        }
+    }
+    for local_id in rows {
+        checked.local_ids.insert(local_id);
+        let Some(row) = mirror_by_local_id(conn, spec, local_id)? else {
+            continue;
+        };
+        match row.id {
+            None => checked.changes.creates.push(row),
+            Some(id) => {
+                checked.ids.insert(id);
+                if let Some(base) = base_by_id(conn, spec, id)? {
+                    if !spec.changed_writable(&row.values, &base.values).is_empty() {
+                        checked.changes.updates.push((row, base));
+                    }
+                }
+            }
+        }
+    }
+    let mut ids: Vec<i64> = checked.ids.iter().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        if let Some(base) = base_by_id(conn, spec, id)? {
+            if mirror_by_id(conn, spec, id)?.is_none() {
+                checked.changes.deletes.push(base);
+            }
+        }
+    }
+    Ok(checked)
+}
+
+/// After a write of restsync's own (which the triggers do not record): marks the row, or
+/// the record whose row is gone, when it now differs from its base, so the next push pass
+/// journals what is left to push (a merge that kept a local edit, a delete made while a
+/// create was in flight).
+pub fn mark_if_changed(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    local_id: Option<i64>,
+    id: Option<i64>,
+) -> Result<()> {
+    let marks: Vec<Mark> = local_id
+        .map(Mark::Row)
+        .into_iter()
+        .chain(id.map(Mark::Upstream))
+        .collect();
+    let checked = changes_of(conn, spec, &marks)?;
+    let c = &checked.changes;
+    for m in c.creates.iter().chain(c.updates.iter().map(|(m, _)| m)) {
+        tracking::mark(conn, spec.table, Mark::Row(m.local_id))?;
+    }
+    for b in &c.deletes {
+        tracking::mark(conn, spec.table, Mark::Upstream(b.id))?;
+    }
+    Ok(())
+}
+
+/// The safety net behind the triggers: compares every row with its base and marks each
+/// change found. Returns how many of those were not marked already (edits the triggers
+/// missed: made while they were dropped, or before the upgrade that added them).
+pub fn mark_all_changes(conn: &Connection, spec: &ResourceSpec) -> Result<usize> {
+    let changes = local_changes(conn, spec)?;
+    let marks = changes
+        .creates
+        .iter()
+        .map(|m| Mark::Row(m.local_id))
+        .chain(changes.updates.iter().map(|(m, _)| Mark::Row(m.local_id)))
+        .chain(changes.deletes.iter().map(|b| Mark::Upstream(b.id)));
+    let mut missed = 0;
+    for m in marks {
+        if tracking::mark(conn, spec.table, m)? {
+            missed += 1;
+        }
+    }
+    Ok(missed)
 }
 
 /// Column list of a resource, for queries built elsewhere in the store.

@@ -12,6 +12,7 @@
 pub mod journal;
 pub mod mirror;
 pub mod sync_state;
+pub mod tracking;
 pub mod writer_lock;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -26,6 +27,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_journal_lifecycle.sql"),
+    include_str!("../../migrations/0003_change_tracking.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -132,6 +134,7 @@ impl Store {
         check_not_newer(&conn, path)?;
         configure(&conn).map_err(open_err)?;
         migrate(&mut conn, path)?;
+        tracking::install_triggers(&conn, &mirror_tables()).map_err(|e| e.at(path))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -146,6 +149,7 @@ impl Store {
             source,
         })?;
         migrate(&mut conn, &path)?;
+        tracking::install_triggers(&conn, &mirror_tables())?;
         Ok(Store { conn, path })
     }
 
@@ -200,8 +204,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `f` in an IMMEDIATE transaction, committing only if it succeeds.
+    /// Runs `f` in an IMMEDIATE transaction, committing only if it succeeds. restsync's own
+    /// writes: the change-tracking triggers record nothing for them (a row restsync leaves
+    /// differing from its base is marked explicitly, see [`mirror::mark`]).
     pub fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tracking::set_own_writes(&tx, true)?;
+        let out = f(&tx)?;
+        tracking::set_own_writes(&tx, false)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction whose mirror edits are recorded like anyone
+    /// else's: for edits made on a person's behalf that the next push must send.
+    pub fn write_as_person<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -209,6 +228,14 @@ impl Store {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Every mirror table: each gets the change-tracking triggers.
+fn mirror_tables() -> Vec<&'static str> {
+    crate::resources::ResourceKind::ALL
+        .iter()
+        .map(|k| k.spec().table)
+        .collect()
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {

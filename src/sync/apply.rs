@@ -166,6 +166,16 @@ pub(super) fn apply_page(
                 hash,
                 &synced_at,
             )?;
+            // A local edit the merge kept (or a local delete) is still to be pushed, now
+            // against the new base: the push pass must look at the row again.
+            let had_local_change = match (&local, &base) {
+                (None, None) => false,
+                (Some(m), Some(b)) => !spec.changed_writable(&m.values, &b.values).is_empty(),
+                _ => true,
+            };
+            if had_local_change {
+                mirror::mark_if_changed(conn, spec, local_id, Some(*id))?;
+            }
         }
         Ok(())
     };

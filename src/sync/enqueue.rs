@@ -3,6 +3,7 @@
 
 use crate::resources::{describe_value, ResourceSpec};
 use crate::store::journal::{self, Entry, Event, NewEntry, Op, Stage};
+use crate::store::tracking::{self, Mark};
 use crate::store::{mirror, Store, StoreError};
 use rusqlite::types::Value;
 use serde_json::Value as Json;
@@ -93,153 +94,257 @@ fn supersede_if_resolved(tx: &rusqlite::Connection, e: &Entry) -> Result<(), Sto
     Ok(())
 }
 
-/// Brings the journal in line with the mirror: one active entry per changed row, stale
-/// ones superseded. Returns the entries to send now (all queued ones in a one-shot run,
-/// else those whose backoff has passed), the local delete count and the base count.
+/// How many marks one transaction journals: memory and transaction size stay bounded
+/// however many rows were edited.
+pub(super) const BATCH: usize = 500;
+
+/// How often every row is compared with its base behind the triggers' back.
+const FULL_CHECK_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Brings the journal in line with the edited rows: one active entry per changed row,
+/// stale ones superseded, in transactions of [`BATCH`] marks. Returns the entries to send
+/// now (all queued ones in a one-shot run, else those whose backoff has passed), the local
+/// deletes waiting to be sent and the base count (for the mass-delete guard).
 pub(super) fn enqueue(
     store: &mut Store,
     spec: &'static ResourceSpec,
     scope: &[(&'static str, String)],
     every_entry: bool,
 ) -> Result<(Vec<Entry>, usize, i64), StoreError> {
-    // Nothing changed and nothing waiting: read only, so an idle pass writes nothing
-    // (the daemon's change watcher would otherwise wake itself up).
-    let idle = mirror::local_changes(store.conn(), spec)?.is_empty()
-        && journal::active(store.conn(), spec.table)?.is_empty();
+    full_check_if_due(store)?;
+    // Nothing edited and nothing waiting: read only, so an idle pass writes nothing.
+    let idle =
+        !tracking::any_marks(store.conn(), spec.table)? && !journal::has_active(store.conn(), spec.table)?;
     if idle {
         return Ok((Vec::new(), 0, 0));
     }
-    store.write(|tx| {
-        let changes = mirror::local_changes(tx, spec)?;
-        let base_count = mirror::count_base(tx, spec)?;
-        let delete_count = changes.deletes.len();
-        // A row whose `id` was edited (or cleared) by hand looks like a delete of its record
-        // plus a row of unknown origin. `id` is upstream's: nothing is pushed for it.
-        let mut id_edited: HashMap<i64, String> = HashMap::new();
-        for b in &changes.deletes {
-            let Some(local_id) = b.local_id else { continue };
-            let Some(row) = mirror::mirror_by_local_id(tx, spec, local_id)? else {
-                continue;
-            };
-            // A new id typed in is an id edit whatever else changed; a cleared id with other
-            // changes may be a new row that reused the deleted row's local_id.
-            let id_typed_in = row.id.is_some_and(|id| id != b.id);
-            let id_cleared_only = row.id.is_none() && spec.changed_writable(&row.values, &b.values).is_empty();
-            if id_typed_in || id_cleared_only {
-                let now = row.id.map_or("NULL".to_string(), |i| i.to_string());
-                id_edited.insert(
-                    local_id,
-                    format!(
-                        "{} local_id {local_id}: id was changed from {} to {now} locally, but id is upstream's and cannot \
-                         be changed; nothing was pushed. Set it back (UPDATE {} SET id = {} WHERE local_id = {local_id}); \
-                         to replace the record, delete the row and insert a new one",
-                        spec.table, b.id, spec.table, b.id
-                    ),
-                );
-            }
+    let mut after = None;
+    loop {
+        let (last, full) = store.write(|tx| {
+            let marks = tracking::marks(tx, spec.table, after, BATCH)?;
+            let checked = mirror::changes_of(tx, spec, &marks)?;
+            let waiting = journal_changes(tx, spec, scope, &checked)?;
+            tracking::clear(tx, spec.table, &marks)?;
+            tracking::keep(tx, spec.table, &waiting)?;
+            Ok((marks.last().copied(), marks.len() == BATCH))
+        })?;
+        if !full {
+            break;
         }
-        let mut desired: Vec<Desired> = Vec::new();
-        for m in changes.creates.iter().filter(|m| !id_edited.contains_key(&m.local_id)) {
-            desired.push(Desired {
-                op: Op::Create,
-                local_id: Some(m.local_id),
-                upstream_id: None,
-                payload: Json::Object(spec.create_payload(&m.values)).to_string(),
-                row_values: journal_values(spec, &m.values),
-                rejected: spec
-                    .validate_local(&m.values)
-                    .err()
-                    .map(|e| format!("{} local_id {}: {e}", spec.table, m.local_id))
-                    .or_else(|| out_of_scope(spec, scope, m.local_id, &m.values)),
-            });
-        }
-        for (m, b) in &changes.updates {
-            let rejected = if !spec.can_update {
-                Some(format!(
-                    "{} local_id {} (id {}): {} changed locally, but the upstream has no update endpoint, so the change cannot be pushed. \
-                     Revert the row, or delete it and insert a new row to replace the record",
-                    spec.table,
-                    m.local_id,
-                    b.id,
-                    spec.changed_writable(&m.values, &b.values).join(", ")
-                ))
-            } else {
-                spec.validate_local(&m.values)
-                    .err()
-                    .map(|e| format!("{} local_id {} (id {}): {e}", spec.table, m.local_id, b.id))
-            };
-            desired.push(Desired {
-                op: Op::Update,
-                local_id: Some(m.local_id),
-                upstream_id: Some(b.id),
-                payload: Json::Object(spec.update_payload(&m.values, &b.values)).to_string(),
-                row_values: journal_values(spec, &m.values),
-                rejected,
-            });
-        }
-        for b in &changes.deletes {
-            desired.push(Desired {
-                op: Op::Delete,
-                local_id: b.local_id,
-                upstream_id: Some(b.id),
-                payload: "{}".into(),
-                row_values: spec.values_to_json(&b.values),
-                rejected: b.local_id.and_then(|l| id_edited.get(&l).cloned()),
-            });
-        }
+        after = last;
+    }
+    let conn = store.conn();
+    let now = crate::store::now_text();
+    let due = journal::active(conn, spec.table)?
+        .into_iter()
+        .filter(|e| {
+            e.stage == Stage::Queued
+                && (every_entry || e.next_attempt_at.as_deref().is_none_or(|t| t <= now.as_str()))
+        })
+        .collect();
+    let deletes = journal::waiting_deletes(conn, spec.table)?;
+    let base_count = match deletes {
+        0 => 0,
+        _ => mirror::count_base(conn, spec)?,
+    };
+    Ok((due, deletes, base_count))
+}
 
-        let mut active: HashMap<RowKey, Entry> = HashMap::new();
-        for e in journal::active(tx, spec.table)? {
-            let key = key_of(e.op, e.local_id, e.upstream_id);
-            if let Some(older) = active.insert(key, e) {
-                supersede_if_resolved(tx, &older)?;
+/// The safety net behind the triggers: once a day (and first after the upgrade that added
+/// them), every row of every resource is compared with its base and each change marked.
+fn full_check_if_due(store: &mut Store) -> Result<(), StoreError> {
+    let last = tracking::full_check_at(store.conn())?;
+    let due = last
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| chrono::Utc::now() - t.with_timezone(&chrono::Utc) >= FULL_CHECK_EVERY);
+    if !due {
+        return Ok(());
+    }
+    store.write(|tx| {
+        for kind in crate::resources::ResourceKind::ALL {
+            let spec = kind.spec();
+            let missed = mirror::mark_all_changes(tx, spec)?;
+            if missed > 0 && last.is_some() {
+                tracing::warn!(resource = spec.table, rows = missed,
+                    "the periodic check found local edits the change tracking had not recorded (were its triggers dropped?); they will be pushed");
+            } else if missed > 0 {
+                tracing::info!(resource = spec.table, rows = missed, "local edits made before the upgrade to change tracking; they will be pushed");
             }
         }
-        for d in desired {
-            let key = key_of(d.op, d.local_id, d.upstream_id);
-            if let Some(e) = active.remove(&key) {
-                // Unresolved outcome: upstream may hold the effect already; keep the entry
-                // until it is reconciled, and push any newer edit after that.
-                if e.stage.unresolved() || (e.op == d.op && e.payload == d.payload && e.row_values == d.row_values) {
-                    // A change that cannot be pushed stays failed: `journal retry` must not
-                    // turn it into a request (a PUT to Plusofon, which has no update).
-                    if let Some(reason) = d.rejected.as_deref().filter(|_| e.stage == Stage::Queued) {
-                        journal::advance(tx, e.seq, &Event::Reject { status: None, error: reason })?;
-                    }
-                    continue;
+        tracking::set_full_check_at(tx, &crate::store::now_text())
+    })
+}
+
+/// Journals the changes of one batch of marked rows. Returns the marks to keep: changes
+/// that must wait for an unresolved entry about the same row (a create whose outcome is
+/// not known yet), so a later pass journals them once it is resolved.
+fn journal_changes(
+    tx: &rusqlite::Connection,
+    spec: &'static ResourceSpec,
+    scope: &[(&'static str, String)],
+    checked: &mirror::Checked,
+) -> Result<Vec<Mark>, StoreError> {
+    let changes = &checked.changes;
+    // A row whose `id` was edited (or cleared) by hand looks like a delete of its record
+    // plus a row of unknown origin. `id` is upstream's: nothing is pushed for it.
+    let mut id_edited: HashMap<i64, String> = HashMap::new();
+    for b in &changes.deletes {
+        let Some(local_id) = b.local_id else { continue };
+        let Some(row) = mirror::mirror_by_local_id(tx, spec, local_id)? else {
+            continue;
+        };
+        // A new id typed in is an id edit whatever else changed; a cleared id with other
+        // changes may be a new row that reused the deleted row's local_id.
+        let id_typed_in = row.id.is_some_and(|id| id != b.id);
+        let id_cleared_only = row.id.is_none() && spec.changed_writable(&row.values, &b.values).is_empty();
+        if id_typed_in || id_cleared_only {
+            let now = row.id.map_or("NULL".to_string(), |i| i.to_string());
+            id_edited.insert(
+                local_id,
+                format!(
+                    "{} local_id {local_id}: id was changed from {} to {now} locally, but id is upstream's and cannot \
+                     be changed; nothing was pushed. Set it back (UPDATE {} SET id = {} WHERE local_id = {local_id}); \
+                     to replace the record, delete the row and insert a new one",
+                    spec.table, b.id, spec.table, b.id
+                ),
+            );
+        }
+    }
+    let mut desired: Vec<Desired> = Vec::new();
+    for m in changes
+        .creates
+        .iter()
+        .filter(|m| !id_edited.contains_key(&m.local_id))
+    {
+        desired.push(Desired {
+            op: Op::Create,
+            local_id: Some(m.local_id),
+            upstream_id: None,
+            payload: Json::Object(spec.create_payload(&m.values)).to_string(),
+            row_values: journal_values(spec, &m.values),
+            rejected: spec
+                .validate_local(&m.values)
+                .err()
+                .map(|e| format!("{} local_id {}: {e}", spec.table, m.local_id))
+                .or_else(|| out_of_scope(spec, scope, m.local_id, &m.values)),
+        });
+    }
+    for (m, b) in &changes.updates {
+        let rejected = if !spec.can_update {
+            Some(format!(
+                "{} local_id {} (id {}): {} changed locally, but the upstream has no update endpoint, so the change cannot be pushed. \
+                 Revert the row, or delete it and insert a new row to replace the record",
+                spec.table,
+                m.local_id,
+                b.id,
+                spec.changed_writable(&m.values, &b.values).join(", ")
+            ))
+        } else {
+            spec.validate_local(&m.values)
+                .err()
+                .map(|e| format!("{} local_id {} (id {}): {e}", spec.table, m.local_id, b.id))
+        };
+        desired.push(Desired {
+            op: Op::Update,
+            local_id: Some(m.local_id),
+            upstream_id: Some(b.id),
+            payload: Json::Object(spec.update_payload(&m.values, &b.values)).to_string(),
+            row_values: journal_values(spec, &m.values),
+            rejected,
+        });
+    }
+    for b in &changes.deletes {
+        desired.push(Desired {
+            op: Op::Delete,
+            local_id: b.local_id,
+            upstream_id: Some(b.id),
+            payload: "{}".into(),
+            row_values: spec.values_to_json(&b.values),
+            rejected: b.local_id.and_then(|l| id_edited.get(&l).cloned()),
+        });
+    }
+
+    // Entries about the rows looked at; entries about other rows are left as they are.
+    let looked_at = |key: RowKey| match key {
+        RowKey::Local(l) => checked.local_ids.contains(&l),
+        RowKey::Upstream(id) => checked.ids.contains(&id),
+    };
+    let mut active: HashMap<RowKey, Entry> = HashMap::new();
+    let about = journal::active_about(
+        tx,
+        spec.table,
+        checked.local_ids.iter().copied(),
+        checked.ids.iter().copied(),
+    )?;
+    for e in about {
+        let key = key_of(e.op, e.local_id, e.upstream_id);
+        if !looked_at(key) {
+            continue;
+        }
+        if let Some(older) = active.insert(key, e) {
+            supersede_if_resolved(tx, &older)?;
+        }
+    }
+    let mut waiting = Vec::new();
+    for d in desired {
+        let key = key_of(d.op, d.local_id, d.upstream_id);
+        if let Some(e) = active.remove(&key) {
+            let same = e.op == d.op && e.payload == d.payload && e.row_values == d.row_values;
+            // Unresolved outcome: upstream may hold the effect already; keep the entry
+            // until it is reconciled, and push any newer edit after that.
+            if e.stage.unresolved() || same {
+                // A change that cannot be pushed stays failed: `journal retry` must not
+                // turn it into a request (a PUT to Plusofon, which has no update).
+                if let Some(reason) = d.rejected.as_deref().filter(|_| e.stage == Stage::Queued) {
+                    journal::advance(
+                        tx,
+                        e.seq,
+                        &Event::Reject {
+                            status: None,
+                            error: reason,
+                        },
+                    )?;
                 }
-                supersede_if_resolved(tx, &e)?;
+                if !same {
+                    waiting.push(match (d.op, d.local_id, d.upstream_id) {
+                        (Op::Delete, _, Some(id)) => Mark::Upstream(id),
+                        (_, Some(l), _) => Mark::Row(l),
+                        (_, None, id) => Mark::Upstream(id.unwrap_or_default()),
+                    });
+                }
+                continue;
             }
-            let seq = journal::insert(
-                tx,
-                &NewEntry {
-                    resource: spec.table,
-                    op: d.op,
-                    local_id: d.local_id,
-                    upstream_id: d.upstream_id,
-                    payload: &d.payload,
-                    row_values: &d.row_values,
-                },
-            )?;
-            if let Some(reason) = d.rejected {
-                tracing::error!(resource = spec.table, local_id = d.local_id, op = %d.op, error = %reason, "change rejected");
-                journal::advance(tx, seq, &Event::Reject { status: None, error: &reason })?;
-            }
-        }
-        // Rows that no longer differ from their base (reverted, or already applied).
-        for e in active.into_values() {
             supersede_if_resolved(tx, &e)?;
         }
-        let now = crate::store::now_text();
-        let due = journal::active(tx, spec.table)?
-            .into_iter()
-            .filter(|e| {
-                e.stage == Stage::Queued
-                    && (every_entry || e.next_attempt_at.as_deref().is_none_or(|t| t <= now.as_str()))
-            })
-            .collect();
-        Ok((due, delete_count, base_count))
-    })
+        let seq = journal::insert(
+            tx,
+            &NewEntry {
+                resource: spec.table,
+                op: d.op,
+                local_id: d.local_id,
+                upstream_id: d.upstream_id,
+                payload: &d.payload,
+                row_values: &d.row_values,
+            },
+        )?;
+        if let Some(reason) = d.rejected {
+            tracing::error!(resource = spec.table, local_id = d.local_id, op = %d.op, error = %reason, "change rejected");
+            journal::advance(
+                tx,
+                seq,
+                &Event::Reject {
+                    status: None,
+                    error: &reason,
+                },
+            )?;
+        }
+    }
+    // Rows looked at that no longer differ from their base (reverted, or already applied).
+    for e in active.into_values() {
+        supersede_if_resolved(tx, &e)?;
+    }
+    Ok(waiting)
 }
 
 /// The row values an entry was computed from, read back from the journal.

@@ -139,6 +139,7 @@ fn merge_in(
                 record_conflicts(tx, spec, kept.or(local_id), Some(id), policy, &merged.conflicts)?;
             }
             mirror::delete_base(tx, spec, id)?;
+            mirror::mark_if_changed(tx, spec, local_id, None)?;
             journal::advance(tx, seq, &Event::Supersede)?;
             Ok(Ok(Prepared::Settled(Settled::MergedAway)))
         }

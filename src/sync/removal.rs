@@ -101,6 +101,8 @@ pub(super) fn apply_removals(
                 &merged.conflicts,
             )?;
             mirror::delete_base(tx, spec, *id)?;
+            // A local edit kept against the removal is now a row to create.
+            mirror::mark_if_changed(tx, spec, local_id, None)?;
         }
         Ok((removed, conflicts))
     })

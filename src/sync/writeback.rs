@@ -125,6 +125,8 @@ pub(super) fn adopt_in(
         _ => None,
     };
     settle(tx, spec, entry.seq, record, local_id, raw)?;
+    // A row deleted or edited while the create was unresolved: that change is pushed next.
+    mirror::mark_if_changed(tx, spec, local_id, Some(record.id))?;
     tracing::info!(
         resource = spec.table,
         local_id,

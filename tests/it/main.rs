@@ -15,3 +15,4 @@ mod parsers;
 mod pull;
 mod push;
 mod reliability;
+mod tracking;

@@ -5,6 +5,7 @@ pub mod lifecycle;
 
 pub use lifecycle::{Actor, Event, IllegalTransition, Stage, OUTCOME_CREATED, OUTCOME_UNKNOWN};
 
+use super::tracking;
 use super::{now_text, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::fmt;
@@ -209,6 +210,56 @@ pub fn active(conn: &Connection, resource: &str) -> Result<Vec<Entry>> {
     )
 }
 
+/// Active entries about the given rows (by `local_id`) or records (by `upstream_id`),
+/// oldest first: O(rows) index lookups, for a push pass that looks only at edited rows.
+pub fn active_about(
+    conn: &Connection,
+    resource: &str,
+    local_ids: impl IntoIterator<Item = i64>,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<Entry>> {
+    let mut found: std::collections::BTreeMap<i64, Entry> = Default::default();
+    let active = "state IN ('pending', 'in_flight', 'failed')";
+    for local_id in local_ids {
+        for e in query(
+            conn,
+            &format!("WHERE resource = ?1 AND local_id = ?2 AND {active}"),
+            params![resource, local_id],
+        )? {
+            found.insert(e.seq, e);
+        }
+    }
+    for id in ids {
+        for e in query(
+            conn,
+            &format!("WHERE resource = ?1 AND upstream_id = ?2 AND {active}"),
+            params![resource, id],
+        )? {
+            found.insert(e.seq, e);
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
+/// Whether a resource has any active entry (a cheap test for an idle pass).
+pub fn has_active(conn: &Connection, resource: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM journal WHERE resource = ?1 AND state IN ('pending', 'in_flight', 'failed'))",
+        )?
+        .query_row([resource], |r| r.get(0))?)
+}
+
+/// Deletes waiting to be sent: what the mass-delete guard weighs.
+pub fn waiting_deletes(conn: &Connection, resource: &str) -> Result<usize> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM journal WHERE resource = ?1 AND op = 'delete' AND state = 'pending' AND outcome IS NULL",
+        )?
+        .query_row([resource], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
 pub fn list(conn: &Connection, state: Option<StoredState>, limit: i64) -> Result<Vec<Entry>> {
     match state {
         Some(s) => query(
@@ -234,7 +285,21 @@ pub fn retry(conn: &Connection, seq: Option<i64>) -> Result<usize> {
     let mut n = 0;
     for seq in seqs {
         match lifecycle::apply(conn, seq, &Event::PersonRetry, Actor::Person) {
-            Ok(_) => n += 1,
+            Ok(_) => {
+                n += 1;
+                // The next pass looks at the row again: a change that cannot be pushed as it
+                // stands is refused again there, before any request.
+                if let Some(e) = get(conn, seq)? {
+                    let mark = match (e.op, e.local_id, e.upstream_id) {
+                        (Op::Create, Some(l), _) | (Op::Update, Some(l), _) => Some(tracking::Mark::Row(l)),
+                        (_, _, Some(id)) => Some(tracking::Mark::Upstream(id)),
+                        _ => None,
+                    };
+                    if let Some(m) = mark {
+                        tracking::mark(conn, &e.resource, m)?;
+                    }
+                }
+            }
             Err(StoreError::Transition(_)) => {}
             Err(e) => return Err(e),
         }

@@ -1,0 +1,207 @@
+//! Change tracking: which mirror rows were edited since the last push pass.
+//!
+//! Triggers (migrations/0003) record every edit of a mirror table in `changed_rows`, in the
+//! edit's own transaction, whoever makes it. restsync's own writes run with
+//! `restsync_writing` set ([`set_own_writes`], done by `Store::write`) and record nothing;
+//! where they leave a row differing from its base (a merge that kept a local edit, a row
+//! deleted while its create was in flight), they [`mark`] it explicitly. A mark is a hint
+//! to look, never a change in itself: the push pass compares the row with its base, and a
+//! row edited and edited back produces no request.
+
+use super::Result;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// One recorded edit: what to compare with the base snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mark {
+    /// A mirror row by `local_id` (inserted, updated or deleted).
+    Row(i64),
+    /// An upstream id whose mirror row was deleted or lost that id.
+    Upstream(i64),
+}
+
+impl Mark {
+    fn columns(self) -> (&'static str, i64) {
+        match self {
+            Mark::Row(l) => ("local_id", l),
+            Mark::Upstream(id) => ("id", id),
+        }
+    }
+
+    fn from_columns(kind: &str, key: i64) -> Option<Mark> {
+        match kind {
+            "local_id" => Some(Mark::Row(key)),
+            "id" => Some(Mark::Upstream(key)),
+            _ => None,
+        }
+    }
+}
+
+/// The triggers of one mirror table. `INSERT OR REPLACE` deletes a row without firing
+/// delete triggers, so the BEFORE INSERT one notes the id of a row about to be replaced.
+fn trigger_sql(table: &str) -> String {
+    let when = "(SELECT restsync_writing FROM change_tracking) IS NOT 1";
+    format!(
+        "CREATE TRIGGER IF NOT EXISTS {table}_track_insert AFTER INSERT ON {table} WHEN {when}
+         BEGIN
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', NEW.local_id);
+             UPDATE change_tracking SET edits = edits + 1;
+         END;
+         CREATE TRIGGER IF NOT EXISTS {table}_track_replace BEFORE INSERT ON {table}
+         WHEN NEW.local_id IS NOT NULL AND {when}
+         BEGIN
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key)
+                 SELECT '{table}', 'id', id FROM {table} WHERE local_id = NEW.local_id AND id IS NOT NULL;
+         END;
+         CREATE TRIGGER IF NOT EXISTS {table}_track_update AFTER UPDATE ON {table} WHEN {when}
+         BEGIN
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', OLD.local_id);
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', NEW.local_id);
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key)
+                 SELECT '{table}', 'id', OLD.id WHERE OLD.id IS NOT NULL AND OLD.id IS NOT NEW.id;
+             UPDATE change_tracking SET edits = edits + 1;
+         END;
+         CREATE TRIGGER IF NOT EXISTS {table}_track_delete AFTER DELETE ON {table} WHEN {when}
+         BEGIN
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', OLD.local_id);
+             INSERT OR IGNORE INTO changed_rows (resource, kind, key)
+                 SELECT '{table}', 'id', OLD.id WHERE OLD.id IS NOT NULL;
+             UPDATE change_tracking SET edits = edits + 1;
+         END;"
+    )
+}
+
+const TRIGGERS_PER_TABLE: i64 = 4;
+
+/// Installs the tracking triggers of each mirror table (on every start: a trigger someone
+/// dropped comes back). When one was missing from a database that had them, edits may have
+/// gone unrecorded meanwhile: the next push pass compares every row with its base.
+pub fn install_triggers(conn: &Connection, tables: &[&str]) -> Result<()> {
+    let mut missing = Vec::new();
+    for table in tables {
+        let present: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name LIKE ?1 || '_track_%'",
+            )?
+            .query_row([table], |r| r.get(0))?;
+        if present < TRIGGERS_PER_TABLE {
+            missing.push(*table);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    for table in &missing {
+        tx.execute_batch(&trigger_sql(table))?;
+    }
+    if full_check_at(&tx)?.is_some() {
+        tracing::warn!(tables = ?missing, "change-tracking triggers were missing and are installed again; every row is compared with its base on the next push");
+        tx.execute("UPDATE change_tracking SET full_check_at = NULL", [])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sets or clears the flag that tells the triggers a write is restsync's own.
+pub fn set_own_writes(conn: &Connection, on: bool) -> Result<()> {
+    conn.prepare_cached("UPDATE change_tracking SET restsync_writing = ?1")?
+        .execute([i64::from(on)])?;
+    Ok(())
+}
+
+/// Marks a row for the next push pass, and wakes a running daemon (it watches the count).
+/// Returns whether the mark is new.
+pub fn mark(conn: &Connection, resource: &str, mark: Mark) -> Result<bool> {
+    let (kind, key) = mark.columns();
+    let added = conn
+        .prepare_cached("INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES (?1, ?2, ?3)")?
+        .execute(params![resource, kind, key])?;
+    if added > 0 {
+        note_edit(conn)?;
+    }
+    Ok(added > 0)
+}
+
+/// Tells a running daemon there is work (a person's `journal retry`, say).
+pub fn note_edit(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("UPDATE change_tracking SET edits = edits + 1")?
+        .execute([])?;
+    Ok(())
+}
+
+/// The edit counter a daemon watches: it moves with every recorded edit, never with
+/// restsync's own writes.
+pub fn edits(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT edits FROM change_tracking")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Up to `limit` marks of a resource after `after` (keyset paging: marks that stay, because
+/// their change must wait, are not read again in the same pass).
+pub fn marks(conn: &Connection, resource: &str, after: Option<Mark>, limit: usize) -> Result<Vec<Mark>> {
+    let (kind, key) = after.map_or(("", i64::MIN), Mark::columns);
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, key FROM changed_rows WHERE resource = ?1 AND (kind, key) > (?2, ?3) \
+         ORDER BY kind, key LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![resource, kind, key, limit as i64], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, key) = row?;
+        out.extend(Mark::from_columns(&kind, key));
+    }
+    Ok(out)
+}
+
+/// Whether a resource has any mark (a cheap test for an idle pass).
+pub fn any_marks(conn: &Connection, resource: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM changed_rows WHERE resource = ?1)")?
+        .query_row([resource], |r| r.get(0))?)
+}
+
+/// Forgets marks whose change is now in the journal (or that turned out to be no change).
+pub fn clear(conn: &Connection, resource: &str, marks: &[Mark]) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM changed_rows WHERE resource = ?1 AND kind = ?2 AND key = ?3")?;
+    for m in marks {
+        let (kind, key) = m.columns();
+        stmt.execute(params![resource, kind, key])?;
+    }
+    Ok(())
+}
+
+/// Marks rows again whose change must wait (without waking a daemon: nothing new happened).
+pub fn keep(conn: &Connection, resource: &str, marks: &[Mark]) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES (?1, ?2, ?3)")?;
+    for m in marks {
+        let (kind, key) = m.columns();
+        stmt.execute(params![resource, kind, key])?;
+    }
+    Ok(())
+}
+
+/// When every row was last compared with its base (None: never, or not since the upgrade).
+pub fn full_check_at(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT full_check_at FROM change_tracking")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+pub fn set_full_check_at(conn: &Connection, at: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE change_tracking SET full_check_at = ?1")?
+        .execute([at])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
