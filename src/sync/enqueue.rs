@@ -102,21 +102,20 @@ pub(super) const BATCH: usize = 500;
 const FULL_CHECK_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// Brings the journal in line with the edited rows: one active entry per changed row,
-/// stale ones superseded, in transactions of [`BATCH`] marks. Returns the entries to send
-/// now (all queued ones in a one-shot run, else those whose backoff has passed), the local
-/// deletes waiting to be sent and the base count (for the mass-delete guard).
+/// stale ones superseded, in transactions of [`BATCH`] marks. Returns the local deletes
+/// waiting to be sent and the base count (for the mass-delete guard); the entries to send
+/// are read page by page with `journal::due`.
 pub(super) fn enqueue(
     store: &mut Store,
     spec: &'static ResourceSpec,
     scope: &[(&'static str, String)],
-    every_entry: bool,
-) -> Result<(Vec<Entry>, usize, i64), StoreError> {
+) -> Result<(usize, i64), StoreError> {
     full_check_if_due(store)?;
     // Nothing edited and nothing waiting: read only, so an idle pass writes nothing.
     let idle =
         !tracking::any_marks(store.conn(), spec.table)? && !journal::has_active(store.conn(), spec.table)?;
     if idle {
-        return Ok((Vec::new(), 0, 0));
+        return Ok((0, 0));
     }
     let mut after = None;
     loop {
@@ -134,20 +133,12 @@ pub(super) fn enqueue(
         after = last;
     }
     let conn = store.conn();
-    let now = crate::store::now_text();
-    let due = journal::active(conn, spec.table)?
-        .into_iter()
-        .filter(|e| {
-            e.stage == Stage::Queued
-                && (every_entry || e.next_attempt_at.as_deref().is_none_or(|t| t <= now.as_str()))
-        })
-        .collect();
     let deletes = journal::waiting_deletes(conn, spec.table)?;
     let base_count = match deletes {
         0 => 0,
         _ => mirror::count_base(conn, spec)?,
     };
-    Ok((due, deletes, base_count))
+    Ok((deletes, base_count))
 }
 
 /// The safety net behind the triggers: once a day (and first after the upgrade that added

@@ -64,13 +64,16 @@ pub async fn recover(ctx: &ResourceCtx) -> Result<(), SyncError> {
     resolve::resolve_all(ctx).await.map(|_| ())
 }
 
+/// How many due entries a pass reads at a time: memory stays flat however many changes
+/// wait.
+const SEND_PAGE: usize = 200;
+
 /// Pushes due journal entries: one pass over the resource's local changes.
 pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> {
     let spec = ctx.api.spec;
     resolve::claim_abandoned(ctx).await?;
     let scope: Vec<(&'static str, String)> = ctx.api.scope().to_vec();
-    let one_shot = ctx.opts.one_shot;
-    let (due, delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec, &scope, one_shot)).await?;
+    let (delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec, &scope)).await?;
     let mut outcome = Outcome::Ok;
     let fraction = ctx.settings.sync.max_delete_fraction;
     let guard_deletes =
@@ -83,18 +86,48 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             spec.table
         ));
     }
-    let runnable: Vec<Entry> = due
-        .into_iter()
-        .filter(|e| !(guard_deletes && e.op == Op::Delete))
-        .collect();
-    let results: Vec<Executed> = futures::stream::iter(runnable)
-        .map(|e| execute(ctx, e))
-        .buffer_unordered(ctx.settings.sync.concurrency)
-        .collect()
-        .await;
     let mut stats = PushStats::default();
     let resource = spec.table;
-    let stale = results.iter().filter(|r| matches!(r, Executed::Stale)).count();
+    let mut stale = 0;
+    // Entries due when the pass starts, oldest first, a page at a time; one rescheduled
+    // during the pass waits for a later one.
+    let now = crate::store::now_text();
+    let every = ctx.opts.one_shot;
+    let mut after = 0;
+    loop {
+        let at = now.clone();
+        let page = ctx
+            .db
+            .call(move |s| journal::due(s.conn(), resource, after, &at, every, SEND_PAGE))
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let runnable = page
+            .into_iter()
+            .filter(|e| !(guard_deletes && e.op == Op::Delete));
+        let mut results = futures::stream::iter(runnable)
+            .map(|e| execute(ctx, e))
+            .buffer_unordered(ctx.settings.sync.concurrency);
+        while let Some(r) = results.next().await {
+            let (op, result) = match &r {
+                Executed::Done(op) => (op.as_str(), "done"),
+                Executed::Failed => ("any", "failed"),
+                Executed::Pending => ("any", "retry"),
+                Executed::Settled | Executed::Stale => ("any", "superseded"),
+            };
+            crate::telemetry::push(resource, op, result);
+            match r {
+                Executed::Done(Op::Create) => stats.created += 1,
+                Executed::Done(Op::Update) => stats.updated += 1,
+                Executed::Done(Op::Delete) => stats.deleted += 1,
+                Executed::Stale => stale += 1,
+                _ => {}
+            }
+        }
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+    }
     if stale > 0 {
         note(
             &mut outcome,
@@ -103,27 +136,13 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             )),
         );
     }
-    for r in &results {
-        let (op, outcome) = match r {
-            Executed::Done(op) => (op.as_str(), "done"),
-            Executed::Failed => ("any", "failed"),
-            Executed::Pending => ("any", "retry"),
-            Executed::Settled | Executed::Stale => ("any", "superseded"),
-        };
-        crate::telemetry::push(resource, op, outcome);
-        match r {
-            Executed::Done(Op::Create) => stats.created += 1,
-            Executed::Done(Op::Update) => stats.updated += 1,
-            Executed::Done(Op::Delete) => stats.deleted += 1,
-            _ => {}
-        }
-    }
-    let (active, counts) = ctx
+    let (by_stage, counts, first_failed) = ctx
         .db
         .call(move |s| {
             Ok((
-                journal::active(s.conn(), resource)?,
+                journal::stage_counts(s.conn(), resource)?,
                 journal::counts(s.conn(), resource)?,
+                journal::first_failed(s.conn(), resource, 3)?,
             ))
         })
         .await?;
@@ -135,13 +154,18 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             .map_or(0, |(_, n)| *n);
         crate::telemetry::journal_depth(resource, state.as_str().to_string(), n);
     }
-    let failed: Vec<&Entry> = active.iter().filter(|e| e.stage.needs_human()).collect();
-    stats.failed = failed.len() as u64;
-    stats.pending = active.len() as u64 - stats.failed;
-    if !failed.is_empty() {
-        let first: Vec<String> = failed
+    let in_stage = |stage: Stage| by_stage.get(&stage).copied().unwrap_or(0);
+    let failed: usize = by_stage
+        .iter()
+        .filter(|(s, _)| s.needs_human())
+        .map(|(_, n)| n)
+        .sum();
+    let active: usize = by_stage.values().sum();
+    stats.failed = failed as u64;
+    stats.pending = (active - failed) as u64;
+    if failed > 0 {
+        let first: Vec<String> = first_failed
             .iter()
-            .take(3)
             .map(|e| {
                 format!(
                     "journal {} {} local_id {}: {}",
@@ -152,20 +176,19 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
                 )
             })
             .collect();
-        let more = if failed.len() > 3 {
-            format!(" (and {} more)", failed.len() - 3)
+        let more = if failed > first.len() {
+            format!(" (and {} more)", failed - first.len())
         } else {
             String::new()
         };
         note(&mut outcome, Outcome::NeedsHuman(format!(
-            "{resource}: {} change(s) need a person: {}{more}. Fix the rows (the fix supersedes the entry), or see `restsync journal --state failed`",
-            failed.len(),
+            "{resource}: {failed} change(s) need a person: {}{more}. Fix the rows (the fix supersedes the entry), or see `restsync journal --state failed`",
             first.join("; ")
         )));
     }
     if stats.pending > 0 {
-        let accepted = active.iter().filter(|e| e.stage == Stage::Accepted).count();
-        let unknown = active.iter().filter(|e| e.stage == Stage::Unknown).count();
+        let accepted = in_stage(Stage::Accepted);
+        let unknown = in_stage(Stage::Unknown);
         let mut detail = String::new();
         if accepted > 0 {
             detail.push_str(&format!(

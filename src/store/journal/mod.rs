@@ -241,6 +241,57 @@ pub fn active_about(
     Ok(found.into_values().collect())
 }
 
+/// Up to `limit` queued entries of a resource after `after_seq` that are due at `now`
+/// (every queued one when `every`): a push pass sends them page by page, so its memory
+/// does not grow with the number of changes.
+pub fn due(
+    conn: &Connection,
+    resource: &str,
+    after_seq: i64,
+    now: &str,
+    every: bool,
+    limit: usize,
+) -> Result<Vec<Entry>> {
+    query(
+        conn,
+        "WHERE resource = ?1 AND state = 'pending' AND outcome IS NULL AND seq > ?2 \
+         AND (?3 OR next_attempt_at IS NULL OR next_attempt_at <= ?4) ORDER BY seq LIMIT ?5",
+        params![resource, after_seq, every, now, limit as i64],
+    )
+}
+
+/// Active entries of a resource by stage.
+pub fn stage_counts(conn: &Connection, resource: &str) -> Result<std::collections::HashMap<Stage, usize>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, outcome, count(*) FROM journal WHERE resource = ?1 \
+         AND state IN ('pending', 'in_flight', 'failed') GROUP BY state, outcome",
+    )?;
+    let rows = stmt.query_map([resource], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (state, outcome, n) = row?;
+        if let Some(stage) = Stage::from_columns(&state, outcome.as_deref()) {
+            *out.entry(stage).or_insert(0) += n as usize;
+        }
+    }
+    Ok(out)
+}
+
+/// The first `limit` entries of a resource that need a person.
+pub fn first_failed(conn: &Connection, resource: &str, limit: usize) -> Result<Vec<Entry>> {
+    query(
+        conn,
+        "WHERE resource = ?1 AND state = 'failed' ORDER BY seq LIMIT ?2",
+        params![resource, limit as i64],
+    )
+}
+
 /// Whether a resource has any active entry (a cheap test for an idle pass).
 pub fn has_active(conn: &Connection, resource: &str) -> Result<bool> {
     Ok(conn

@@ -53,7 +53,16 @@ fn synced(store: &mut Store, spec: &ResourceSpec, id: i64, values: &[Value]) -> 
 }
 
 fn run(store: &mut Store, spec: &'static ResourceSpec, scope: &[(&'static str, String)]) -> Vec<Entry> {
-    enqueue(store, spec, scope, true).unwrap().0
+    enqueue(store, spec, scope).unwrap();
+    journal::due(
+        store.conn(),
+        spec.table,
+        0,
+        &crate::store::now_text(),
+        true,
+        usize::MAX >> 1,
+    )
+    .unwrap()
 }
 
 #[test]
