@@ -364,6 +364,161 @@ async fn push_benches(report: &mut Report, changes: usize, concurrencies: &[usiz
     }
 }
 
+/// User plus system CPU time of a process so far, in seconds (from /proc/<pid>/stat).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The daemon over a mirror of `rows`: CPU while idle, and CPU and latency per single-row
+/// edit (made with a separate connection, as sqlite3 would), default watch interval and
+/// push delay. The schedule is set far away, so only local edits wake it.
+async fn daemon_benches(report: &mut Report, sizes: &[usize], idle_secs: u64, edits: usize) {
+    report.header(
+        "5. The daemon (`restsync sync`): idle, and one single-row edit at a time",
+        &[
+            "rows",
+            "idle CPU (% of one core)",
+            "CPU per edit pushed (ms)",
+            "edit to upstream (ms, median)",
+            "peak RSS MB",
+        ],
+    );
+    for &rows in sizes {
+        let bench = Bench::start(rows, Faults::default()).await;
+        let config = bench.config(4, "");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text = text.replace("[sync]\n", "[sync]\nschedule = \"0 0 0 1 1 *\"\n");
+        std::fs::write(&config, text).expect("config");
+        let first = bench.run(&config, &["sync", "--once"]).await;
+        assert_eq!(first.code, 0, "first pull failed");
+
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restsync"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--log-format")
+            .arg("json")
+            .arg("sync")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn daemon");
+        let pid = child.id().expect("pid");
+        let stderr = child.stderr.take().expect("stderr");
+        let (walked_tx, walked_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut walked = Some(walked_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("cycle finished") {
+                    if let Some(tx) = walked.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        // The walk at start-up, then a moment for it to settle.
+        let _ = tokio::time::timeout(Duration::from_secs(600), walked_rx).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let before = cpu_seconds(pid).unwrap_or(0.0);
+        tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+        let idle = (cpu_seconds(pid).unwrap_or(0.0) - before) / idle_secs as f64 * 100.0;
+
+        let ids = bench.sandbox.control().ids(Kind::PhoneNumbers);
+        let conn = Connection::open(bench.db()).expect("db");
+        let mut latencies = Vec::new();
+        let before = cpu_seconds(pid).unwrap_or(0.0);
+        for n in 0..edits {
+            let id = ids[(n * 7919) % ids.len()];
+            let text = format!("daemon edit {n}");
+            let started = Instant::now();
+            conn.execute(
+                "UPDATE phone_numbers SET description = ?1 WHERE id = ?2",
+                rusqlite::params![text, id],
+            )
+            .expect("edit");
+            while bench
+                .sandbox
+                .control()
+                .get(Kind::PhoneNumbers, id)
+                .map(|r| r["description"].clone())
+                != Some(serde_json::Value::String(text.clone()))
+            {
+                assert!(started.elapsed() < Duration::from_secs(60), "edit {n} not pushed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            // Any pass the push itself would wake up happens here, and is counted.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        let per_edit_ms = (cpu_seconds(pid).unwrap_or(0.0) - before) / edits as f64 * 1000.0;
+        latencies.sort_by(f64::total_cmp);
+        let peak = vm_hwm_kb(pid).unwrap_or(0) as f64 / 1024.0;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        report.row(&[
+            rows.to_string(),
+            format!("{idle:.2}"),
+            format!("{per_edit_ms:.1}"),
+            format!("{:.0}", latencies[latencies.len() / 2]),
+            format!("{peak:.1}"),
+        ]);
+        bench.sandbox.shutdown().await;
+    }
+}
+
+/// Peak memory of a push: the same mirror, 1k and 10k local changes, no added latency.
+async fn push_memory_benches(report: &mut Report, base_rows: usize, counts: &[usize]) {
+    report.header(
+        &format!("6. Peak RSS of `sync --once` pushing N local updates over a {base_rows}-row mirror (concurrency 16)"),
+        &["changes", "seconds", "writes", "peak RSS MB"],
+    );
+    for &changes in counts {
+        let bench = Bench::start(base_rows, Faults::default()).await;
+        let config = bench.config(16, "");
+        let first = bench.run(&config, &["sync", "--once"]).await;
+        assert_eq!(first.code, 0);
+        {
+            let conn = Connection::open(bench.db()).expect("db");
+            conn.execute(
+                "UPDATE phone_numbers SET description = 'bench update' WHERE local_id IN \
+                 (SELECT local_id FROM phone_numbers ORDER BY local_id LIMIT ?1)",
+                [changes as i64],
+            )
+            .expect("update");
+        }
+        let before = bench.sandbox.control().requests().len();
+        let run = bench.run(&config, &["sync", "--once"]).await;
+        let writes = bench.sandbox.control().requests()[before..]
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count();
+        report.row(&[
+            changes.to_string(),
+            format!("{:.2}", run.seconds),
+            writes.to_string(),
+            format!("{:.1}", run.peak_rss_mb),
+        ]);
+        bench.sandbox.shutdown().await;
+    }
+}
+
 fn write_results(results: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let (start, end) = ("<!-- results:start -->", "<!-- results:end -->");
@@ -408,6 +563,13 @@ fn main() {
             (10_000, vec![1, 4, 16])
         };
         push_benches(&mut report, changes, &concurrencies, 200.0).await;
+        if quick {
+            daemon_benches(&mut report, &[100_000], 10, 5).await;
+            push_memory_benches(&mut report, 20_000, &[1_000, 10_000]).await;
+        } else {
+            daemon_benches(&mut report, &[100_000, 1_000_000], 60, 20).await;
+            push_memory_benches(&mut report, 100_000, &[1_000, 10_000]).await;
+        }
     });
     if !quick {
         write_results(&report.text);

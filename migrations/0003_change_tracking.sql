@@ -7,11 +7,9 @@
 -- reads only those rows and compares them with their base snapshots, so finding local
 -- edits costs O(edits), not a scan of the mirror.
 --
--- restsync's own writes (pulls, write-backs, adoption) set
--- `change_tracking.restsync_writing` for the length of their transaction, so the triggers
--- record nothing for them. No other connection ever sees the flag set: SQLite has one
--- writer at a time, readers see only committed data, and the flag is cleared before
--- commit (a crash rolls it back with the rest of the transaction).
+-- restsync's own connections run with triggers disabled (SQLITE_DBCONFIG_ENABLE_TRIGGER,
+-- a per-connection setting), so its writes (pulls, write-backs, adoption) record nothing
+-- and cost nothing extra; every other connection fires them.
 --
 -- changed_rows.kind: 'local_id' names a mirror row (inserted, updated or deleted) to compare
 --   with its base; 'id' names an upstream id whose mirror row was deleted or lost that id
@@ -29,10 +27,9 @@ CREATE TABLE changed_rows (
 ) WITHOUT ROWID;
 
 CREATE TABLE change_tracking (
-    singleton        INTEGER PRIMARY KEY CHECK (singleton = 1),
-    restsync_writing INTEGER NOT NULL DEFAULT 0,
-    edits            INTEGER NOT NULL DEFAULT 0,
-    full_check_at    TEXT
+    singleton     INTEGER PRIMARY KEY CHECK (singleton = 1),
+    edits         INTEGER NOT NULL DEFAULT 0,
+    full_check_at TEXT
 );
 INSERT INTO change_tracking (singleton) VALUES (1);
 

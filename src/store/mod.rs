@@ -148,6 +148,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
+        tracking::own_writes_untracked(&conn, true)?;
         migrate(&mut conn, &path)?;
         tracking::install_triggers(&conn, &mirror_tables())?;
         Ok(Store { conn, path })
@@ -206,14 +207,13 @@ impl Store {
 
     /// Runs `f` in an IMMEDIATE transaction, committing only if it succeeds. restsync's own
     /// writes: the change-tracking triggers record nothing for them (a row restsync leaves
-    /// differing from its base is marked explicitly, see [`mirror::mark`]).
+    /// differing from its base is marked explicitly, see [`mirror::mark_if_changed`]).
     pub fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        tracking::own_writes_untracked(&self.conn, true)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tracking::set_own_writes(&tx, true)?;
         let out = f(&tx)?;
-        tracking::set_own_writes(&tx, false)?;
         tx.commit()?;
         Ok(out)
     }
@@ -221,12 +221,25 @@ impl Store {
     /// Runs `f` in an IMMEDIATE transaction whose mirror edits are recorded like anyone
     /// else's: for edits made on a person's behalf that the next push must send.
     pub fn write_as_person<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        tracking::own_writes_untracked(&self.conn, false)?;
+        let out = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        tracking::own_writes_untracked(&self.conn, true)?;
+        out
+    }
+
+    /// The connection with tracking on, as a person's would be: for tests that edit the
+    /// mirror between steps of the engine (the next `write` turns it off again).
+    #[cfg(test)]
+    pub fn person(&self) -> &Connection {
+        let _ = tracking::own_writes_untracked(&self.conn, false);
+        &self.conn
     }
 }
 
@@ -240,6 +253,8 @@ fn mirror_tables() -> Vec<&'static str> {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // restsync's own writes are not edits to push (see `tracking`).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -1,10 +1,10 @@
 //! Change tracking: which mirror rows were edited since the last push pass.
 //!
-//! Triggers (migrations/0003) record every edit of a mirror table in `changed_rows`, in the
-//! edit's own transaction, whoever makes it. restsync's own writes run with
-//! `restsync_writing` set ([`set_own_writes`], done by `Store::write`) and record nothing;
-//! where they leave a row differing from its base (a merge that kept a local edit, a row
-//! deleted while its create was in flight), they [`mark`] it explicitly. A mark is a hint
+//! Triggers ([`install_triggers`]) record every edit of a mirror table in `changed_rows`,
+//! in the edit's own transaction, whoever makes it. restsync's own connections run with
+//! triggers disabled ([`own_writes_untracked`]), so its writes record nothing; where they
+//! leave a row differing from its base (a merge that kept a local edit, a row deleted
+//! while its create was in flight), they [`mark`] it explicitly. A mark is a hint
 //! to look, never a change in itself: the push pass compares the row with its base, and a
 //! row edited and edited back produces no request.
 
@@ -40,20 +40,19 @@ impl Mark {
 /// The triggers of one mirror table. `INSERT OR REPLACE` deletes a row without firing
 /// delete triggers, so the BEFORE INSERT one notes the id of a row about to be replaced.
 fn trigger_sql(table: &str) -> String {
-    let when = "(SELECT restsync_writing FROM change_tracking) IS NOT 1";
     format!(
-        "CREATE TRIGGER IF NOT EXISTS {table}_track_insert AFTER INSERT ON {table} WHEN {when}
+        "CREATE TRIGGER IF NOT EXISTS {table}_track_insert AFTER INSERT ON {table}
          BEGIN
              INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', NEW.local_id);
              UPDATE change_tracking SET edits = edits + 1;
          END;
          CREATE TRIGGER IF NOT EXISTS {table}_track_replace BEFORE INSERT ON {table}
-         WHEN NEW.local_id IS NOT NULL AND {when}
+         WHEN NEW.local_id IS NOT NULL
          BEGIN
              INSERT OR IGNORE INTO changed_rows (resource, kind, key)
                  SELECT '{table}', 'id', id FROM {table} WHERE local_id = NEW.local_id AND id IS NOT NULL;
          END;
-         CREATE TRIGGER IF NOT EXISTS {table}_track_update AFTER UPDATE ON {table} WHEN {when}
+         CREATE TRIGGER IF NOT EXISTS {table}_track_update AFTER UPDATE ON {table}
          BEGIN
              INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', OLD.local_id);
              INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', NEW.local_id);
@@ -61,7 +60,7 @@ fn trigger_sql(table: &str) -> String {
                  SELECT '{table}', 'id', OLD.id WHERE OLD.id IS NOT NULL AND OLD.id IS NOT NEW.id;
              UPDATE change_tracking SET edits = edits + 1;
          END;
-         CREATE TRIGGER IF NOT EXISTS {table}_track_delete AFTER DELETE ON {table} WHEN {when}
+         CREATE TRIGGER IF NOT EXISTS {table}_track_delete AFTER DELETE ON {table}
          BEGIN
              INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', OLD.local_id);
              INSERT OR IGNORE INTO changed_rows (resource, kind, key)
@@ -103,10 +102,14 @@ pub fn install_triggers(conn: &Connection, tables: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Sets or clears the flag that tells the triggers a write is restsync's own.
-pub fn set_own_writes(conn: &Connection, on: bool) -> Result<()> {
-    conn.prepare_cached("UPDATE change_tracking SET restsync_writing = ?1")?
-        .execute([i64::from(on)])?;
+/// Turns the tracking triggers off (`true`) or on for this connection only: restsync's
+/// own writes are not edits to push. Costs nothing per row, unlike a condition in each
+/// trigger, and no other connection is affected.
+pub fn own_writes_untracked(conn: &Connection, untracked: bool) -> Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+        !untracked,
+    )?;
     Ok(())
 }
 

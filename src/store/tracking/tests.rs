@@ -83,7 +83,7 @@ fn an_edit_from_another_connection_is_recorded_with_the_row_and_the_id_it_held()
 }
 
 #[test]
-fn restsyncs_own_writes_record_nothing_and_never_leave_the_flag_set() {
+fn restsyncs_own_writes_record_nothing_and_other_connections_are_unaffected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("restsync.db");
     let mut store = Store::open(&path).unwrap();
@@ -96,17 +96,13 @@ fn restsyncs_own_writes_record_nothing_and_never_leave_the_flag_set() {
         })
         .unwrap();
     assert!(all_marks(store.conn()).is_empty());
-    // A write that fails rolls the flag back with everything else.
+    // restsync's connection runs without triggers; other connections keep them.
     let failed: crate::store::Result<()> = store.write(|c| {
         mirror::insert_mirror(c, phones(), Some(12), &phone("x"))?;
         Err(crate::store::StoreError::Task("boom".into()))
     });
     assert!(failed.is_err());
     let person = Connection::open(&path).unwrap();
-    let flag: i64 = person
-        .query_row("SELECT restsync_writing FROM change_tracking", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(flag, 0);
     person
         .execute("INSERT INTO phone_numbers (number) VALUES ('0913')", [])
         .unwrap();
@@ -122,7 +118,7 @@ fn insert_or_replace_records_the_id_of_the_row_it_displaced() {
     let mut store = Store::open_in_memory().unwrap();
     let local = pulled(&mut store, 10, "a");
     store
-        .conn()
+        .person()
         .execute(
             "INSERT OR REPLACE INTO phone_numbers (local_id, id, number) VALUES (?1, 99, '1')",
             [local],
@@ -137,7 +133,7 @@ fn insert_or_replace_records_the_id_of_the_row_it_displaced() {
 #[test]
 fn marks_are_paged_after_a_key_and_cleared_and_kept_on_request() {
     let store = Store::open_in_memory().unwrap();
-    let c = store.conn();
+    let c = store.person();
     for n in 0..5 {
         c.execute("INSERT INTO phone_numbers (number) VALUES (?1)", [n.to_string()])
             .unwrap();
@@ -212,7 +208,7 @@ proptest! {
         let mut store = Store::open_in_memory().unwrap();
         let mut next_id = 100;
         for e in edits {
-            let c = store.conn();
+            let c = store.person();
             // Ids upstream knows (and a few it does not), so edits collide now and then.
             let id = |v: u8| 100 + i64::from(v % 12);
             // UNIQUE(id) refusals are part of life with plain SQL; a refused edit changes nothing.

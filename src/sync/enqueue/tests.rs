@@ -40,8 +40,8 @@ fn phone_row(description: &str) -> Vec<Value> {
 }
 
 /// A record known upstream, as a pull writes it: mirror row and base snapshot agree, and
-/// nothing is marked. (Edits in these tests go through the bare connection, as a person's
-/// would, so the triggers record them.)
+/// nothing is marked. (Edits in these tests go through `store.person()`, tracked as a
+/// person's would be.)
 fn synced(store: &mut Store, spec: &ResourceSpec, id: i64, values: &[Value]) -> i64 {
     store
         .write(|c| {
@@ -89,20 +89,20 @@ fn an_idle_mirror_writes_nothing() {
 fn one_entry_per_changed_row_and_a_newer_edit_supersedes_the_queued_one() {
     let mut store = Store::open_in_memory().unwrap();
     let local = synced(&mut store, phones(), 10, &phone_row("a"));
-    mirror::update_mirror(store.conn(), phones(), local, &phone_row("b")).unwrap();
+    mirror::update_mirror(store.person(), phones(), local, &phone_row("b")).unwrap();
     let first = run(&mut store, phones(), &[]);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].op, Op::Update);
     // The same state again: the same entry, not a second one.
     assert_eq!(run(&mut store, phones(), &[])[0].seq, first[0].seq);
-    mirror::update_mirror(store.conn(), phones(), local, &phone_row("c")).unwrap();
+    mirror::update_mirror(store.person(), phones(), local, &phone_row("c")).unwrap();
     let second = run(&mut store, phones(), &[]);
     assert_eq!(second.len(), 1);
     assert_ne!(second[0].seq, first[0].seq);
     let old = journal::get(store.conn(), first[0].seq).unwrap().unwrap();
     assert_eq!(old.stage, Stage::Superseded);
     // Reverted: nothing left to push.
-    mirror::update_mirror(store.conn(), phones(), local, &phone_row("a")).unwrap();
+    mirror::update_mirror(store.person(), phones(), local, &phone_row("a")).unwrap();
     assert!(run(&mut store, phones(), &[]).is_empty());
     assert_eq!(
         journal::get(store.conn(), second[0].seq).unwrap().unwrap().stage,
@@ -113,17 +113,17 @@ fn one_entry_per_changed_row_and_a_newer_edit_supersedes_the_queued_one() {
 #[test]
 fn an_accepted_create_is_kept_whatever_the_row_does() {
     let mut store = Store::open_in_memory().unwrap();
-    let local = mirror::insert_mirror(store.conn(), smart(), None, &smart_row(42, "7916")).unwrap();
+    let local = mirror::insert_mirror(store.person(), smart(), None, &smart_row(42, "7916")).unwrap();
     let entry = run(&mut store, smart(), &[]).remove(0);
     journal::advance(store.conn(), entry.seq, &Event::Send).unwrap();
     journal::advance(store.conn(), entry.seq, &Event::Accept).unwrap();
     // Edited, then deleted, while upstream's record is being identified.
-    mirror::update_mirror(store.conn(), smart(), local, &smart_row(42, "7917")).unwrap();
+    mirror::update_mirror(store.person(), smart(), local, &smart_row(42, "7917")).unwrap();
     assert!(
         run(&mut store, smart(), &[]).is_empty(),
         "nothing sendable while accepted"
     );
-    mirror::delete_mirror(store.conn(), smart(), local).unwrap();
+    mirror::delete_mirror(store.person(), smart(), local).unwrap();
     run(&mut store, smart(), &[]);
     let e = journal::get(store.conn(), entry.seq).unwrap().unwrap();
     assert_eq!(e.stage, Stage::Accepted, "an accepted create is never superseded");
@@ -132,7 +132,7 @@ fn an_accepted_create_is_kept_whatever_the_row_does() {
 #[test]
 fn a_create_outside_the_scope_is_failed_before_any_request() {
     let mut store = Store::open_in_memory().unwrap();
-    mirror::insert_mirror(store.conn(), smart(), None, &smart_row(40, "7916")).unwrap();
+    mirror::insert_mirror(store.person(), smart(), None, &smart_row(40, "7916")).unwrap();
     let scope = [("user_id", "12".to_string())];
     assert!(run(&mut store, smart(), &scope).is_empty());
     let failed = journal::failed(store.conn(), "smart_numbers").unwrap();
@@ -149,7 +149,7 @@ fn a_create_outside_the_scope_is_failed_before_any_request() {
 fn an_update_of_a_resource_without_an_update_endpoint_is_failed() {
     let mut store = Store::open_in_memory().unwrap();
     let local = synced(&mut store, smart(), 5, &smart_row(42, "7916"));
-    mirror::update_mirror(store.conn(), smart(), local, &smart_row(42, "7999")).unwrap();
+    mirror::update_mirror(store.person(), smart(), local, &smart_row(42, "7999")).unwrap();
     assert!(run(&mut store, smart(), &[]).is_empty());
     let failed = journal::failed(store.conn(), "smart_numbers").unwrap();
     assert!(failed[0]
@@ -163,14 +163,14 @@ fn an_update_of_a_resource_without_an_update_endpoint_is_failed() {
 fn a_hand_edited_id_is_neither_a_delete_nor_a_create() {
     let mut store = Store::open_in_memory().unwrap();
     let local = synced(&mut store, phones(), 10, &phone_row("a"));
-    mirror::set_mirror_id(store.conn(), phones(), local, None).unwrap();
+    mirror::set_mirror_id(store.person(), phones(), local, None).unwrap();
     assert!(run(&mut store, phones(), &[]).is_empty(), "nothing to send");
     let failed = journal::failed(store.conn(), "phone_numbers").unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].op, Op::Delete);
     assert!(failed[0].last_error.as_deref().unwrap().contains("SET id = 10"));
     // Set back: settled.
-    mirror::set_mirror_id(store.conn(), phones(), local, Some(10)).unwrap();
+    mirror::set_mirror_id(store.person(), phones(), local, Some(10)).unwrap();
     assert!(run(&mut store, phones(), &[]).is_empty());
     assert!(journal::failed(store.conn(), "phone_numbers").unwrap().is_empty());
 }
