@@ -278,10 +278,17 @@ fn check_not_newer(conn: &Connection, path: &Path) -> Result<()> {
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     check_not_newer(conn, path)?;
+    let fresh = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? == 0;
     migrations().to_latest(conn).map_err(|e| StoreError::Migration {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    // A database created with change tracking has no edit it could have missed: the first
+    // full check is due a day from now, not after the first pull.
+    if fresh {
+        tracking::set_full_check_at(conn, &now_text())?;
+    }
+    Ok(())
 }
 
 /// A cloneable async handle: runs store work on the blocking pool, one writer at a time.

@@ -1,15 +1,33 @@
 //! Walking a resource's pages: fetched concurrently by number (never by the links, which
-//! point at other hosts), applied in order one transaction per page, so memory stays
-//! bounded by `sync.concurrency` pages; and how the walk went.
+//! point at other hosts), applied in order (pages already fetched share a transaction), so
+//! memory stays bounded by `sync.concurrency` pages; and how the walk went.
 
-use super::apply::apply_page;
+use super::apply::apply_pages;
 use super::report::{Plan, PullStats};
 use super::retry::RetryPolicy;
 use super::{ResourceCtx, SyncError};
 use crate::store::mirror;
 use crate::upstream::{Page, ResourceApi, UpstreamError};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use std::collections::VecDeque;
 use std::io::IsTerminal;
+
+/// Most pages written in one transaction.
+const GROUP_PAGES: usize = 8;
+
+/// A fetched page, or why it could not be.
+fn fetched_page(
+    spec: &crate::resources::ResourceSpec,
+    next: Result<Result<Page, UpstreamError>, tokio::task::JoinError>,
+) -> Result<Page, SyncError> {
+    match next {
+        Ok(page) => Ok(page?),
+        Err(join) => Err(SyncError::Postponed(format!(
+            "{}: page fetch task failed: {join}",
+            spec.table
+        ))),
+    }
+}
 
 /// How one walk went.
 #[derive(Debug, Default)]
@@ -73,64 +91,98 @@ pub(super) async fn run_walk(
             tokio::spawn(async move { fetch_page(&api, &retry, per_page, p).await })
         })
         .buffered(ctx.settings.sync.concurrency);
-    let mut next: Option<Page> = Some(first);
+    // Pages already fetched when one is due to be written go into the same transaction
+    // (up to `GROUP_PAGES`): a walk that fetches faster than it writes commits less often,
+    // and each page stays atomic with its base snapshots.
+    let mut fetched: VecDeque<Page> = VecDeque::from([first]);
     let mut page_no = 1u64;
-    while let Some(page) = next.take() {
+    let mut failed: Option<SyncError> = None;
+    loop {
+        if fetched.is_empty() && failed.is_none() {
+            match rest.next().await {
+                None => break,
+                Some(next) => match fetched_page(spec, next) {
+                    Ok(page) => fetched.push_back(page),
+                    Err(e) => failed = Some(e),
+                },
+            }
+        }
+        while fetched.len() < GROUP_PAGES && failed.is_none() {
+            match rest.next().now_or_never() {
+                Some(Some(next)) => match fetched_page(spec, next) {
+                    Ok(page) => fetched.push_back(page),
+                    Err(e) => failed = Some(e),
+                },
+                _ => break,
+            }
+        }
+        if fetched.is_empty() {
+            if let Some(e) = failed.take() {
+                return Err(e);
+            }
+            break;
+        }
         if ctx.shutdown.is_cancelled() {
             return Err(SyncError::Postponed(format!(
                 "{}: shutting down; walk interrupted",
                 spec.table
             )));
         }
-        if page.total != walk.total || page.last_page != expected_last {
-            walk.totals_stable = false;
-        }
-        walk.pages += 1;
-        let count = page.records.len() as u64;
-        walk.received += count;
-        let records = page.records;
-        let r = ctx
+        let mut group: Vec<Page> = fetched.drain(..).collect();
+        let records: Vec<(u64, Vec<_>)> = group
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (page_no + i as u64, std::mem::take(&mut p.records)))
+            .collect();
+        let counts: Vec<u64> = records.iter().map(|(_, r)| r.len() as u64).collect();
+        let results = ctx
             .db
-            .call(move |s| apply_page(s, spec, policy, page_no, records, dry))
+            .call(move |s| apply_pages(s, spec, policy, records, dry))
             .await?;
-        walk.repeats += r.repeats;
-        walk.no_id += r.no_id;
-        stats.bad_records += r.no_id + r.unreadable.len() as u64;
-        walk.unreadable.extend(r.unreadable);
-        stats.inserted += r.inserted;
-        stats.updated += r.updated;
-        stats.unchanged += r.unchanged;
-        stats.conflicts += r.conflicts;
-        if let Some(plan) = plan.as_deref_mut() {
-            plan.pull_insert.extend(r.plan.pull_insert);
-            plan.pull_update.extend(r.plan.pull_update);
-            plan.conflicts.extend(r.plan.conflicts);
+        let mut untrusted = false;
+        for ((page, count), r) in group.iter().zip(counts).zip(results) {
+            if page.total != walk.total || page.last_page != expected_last {
+                walk.totals_stable = false;
+            }
+            walk.pages += 1;
+            walk.received += count;
+            walk.repeats += r.repeats;
+            walk.no_id += r.no_id;
+            stats.bad_records += r.no_id + r.unreadable.len() as u64;
+            walk.unreadable.extend(r.unreadable);
+            stats.inserted += r.inserted;
+            stats.updated += r.updated;
+            stats.unchanged += r.unchanged;
+            stats.conflicts += r.conflicts;
+            if let Some(plan) = plan.as_deref_mut() {
+                plan.pull_insert.extend(r.plan.pull_insert);
+                plan.pull_update.extend(r.plan.pull_update);
+                plan.conflicts.extend(r.plan.conflicts);
+            }
+            // A page past the end of the listing (empty) or holding nothing new (an API
+            // that ignores `page`) means the page count cannot be trusted: stop instead of
+            // walking on to `last_page`, which a garbled answer can set absurdly high. The
+            // walk then counts as inconsistent, so nothing is removed on its strength.
+            if page_no > 1 && page_no < last_page && (count == 0 || r.repeats == count) {
+                walk.totals_stable = false;
+                untrusted = true;
+            }
+            page_no += 1;
         }
         if progress {
             eprint!(
-                "\r{}: page {page_no}/{last_page}, {} records ",
-                spec.table, walk.received
+                "\r{}: page {}/{last_page}, {} records ",
+                spec.table,
+                page_no - 1,
+                walk.received
             );
         }
-        // A page past the end of the listing (empty) or holding nothing new (an API that
-        // ignores `page`) means the page count cannot be trusted: stop instead of walking
-        // on to `last_page`, which a garbled answer can set absurdly high. The walk then
-        // counts as inconsistent, so nothing is removed on its strength.
-        if page_no > 1 && page_no < last_page && (count == 0 || r.repeats == count) {
-            walk.totals_stable = false;
+        if untrusted {
             break;
         }
-        page_no += 1;
-        next = match rest.next().await {
-            None => None,
-            Some(Ok(fetched)) => Some(fetched?),
-            Some(Err(join)) => {
-                return Err(SyncError::Postponed(format!(
-                    "{}: page fetch task failed: {join}",
-                    spec.table
-                )))
-            }
-        };
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
     }
     if progress {
         eprintln!();
