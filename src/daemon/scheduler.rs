@@ -26,6 +26,11 @@ pub struct Job {
 
 /// Retry passes never come closer together than this.
 const MIN_RETRY_GAP: Duration = Duration::from_secs(1);
+/// After a pass or cycle that left transient work (a database locked past the busy
+/// timeout, an upstream outage), another push pass follows after this, doubling up to
+/// `MAX_FOLLOW_UP`, so the edits it could not take are not left for the next tick.
+const FIRST_FOLLOW_UP: Duration = Duration::from_secs(2);
+const MAX_FOLLOW_UP: Duration = Duration::from_secs(300);
 /// A walk starting later than this after its tick is logged.
 const LATE_WALK: Duration = Duration::from_secs(1);
 
@@ -38,22 +43,30 @@ fn tick_after(schedule: &cron::Schedule, t: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(t + chrono::Duration::hours(1))
 }
 
+fn follow_up(transient: bool, last: Option<Duration>) -> Option<Duration> {
+    transient.then(|| last.map_or(FIRST_FOLLOW_UP, |d| (d * 2).min(MAX_FOLLOW_UP)))
+}
+
 pub async fn run(mut job: Job) {
     let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
-    job.finished(report, true);
+    let mut follow = follow_up(job.finished(report, true), None);
     let mut next_tick = tick_after(&job.schedule, Utc::now());
     // Retries are chased only while they make progress; a stuck entry (a guard, say)
     // waits for the next edit or tick rather than spinning.
     let mut chase_retries = true;
     loop {
         let until_tick = (next_tick - Utc::now()).to_std().unwrap_or_default();
-        let until_retry = if chase_retries {
+        let journal_retry = if chase_retries {
             job.engine
                 .next_retry_in(job.kind)
                 .await
                 .map(|d| d.max(MIN_RETRY_GAP))
         } else {
             None
+        };
+        let until_retry = match (journal_retry, follow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         tokio::select! {
             // A due walk goes first: a stream of local edits never starves it.
@@ -66,7 +79,7 @@ pub async fn run(mut job: Job) {
                         "scheduled walk runs late: its tick fell while a push pass ran");
                 }
                 let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
-                job.finished(report, true);
+                follow = follow_up(job.finished(report, true), None);
                 let now = Utc::now();
                 let skipped = job.schedule.after(&next_tick).take_while(|t| *t <= now).count();
                 if skipped > 0 {
@@ -87,13 +100,13 @@ pub async fn run(mut job: Job) {
                 }
                 while job.changes.try_recv().is_ok() {}
                 let report = job.engine.run_push_pass(job.kind, job.opts).await;
-                job.finished(report, false);
+                follow = follow_up(job.finished(report, false), None);
                 chase_retries = true;
             }
             _ = async { tokio::time::sleep(until_retry.unwrap_or_default()).await }, if until_retry.is_some() => {
                 let report = job.engine.run_push_pass(job.kind, job.opts).await;
                 let progressed = report.as_ref().is_some_and(|r| r.pushed.created + r.pushed.updated + r.pushed.deleted > 0);
-                job.finished(report, false);
+                follow = follow_up(job.finished(report, false), follow);
                 chase_retries = progressed;
             }
         }
@@ -101,8 +114,9 @@ pub async fn run(mut job: Job) {
 }
 
 impl Job {
-    fn finished(&self, report: Option<ResourceReport>, full: bool) {
-        let Some(report) = report else { return };
+    /// Logs and reports a pass or cycle; returns whether it left transient work.
+    fn finished(&self, report: Option<ResourceReport>, full: bool) -> bool {
+        let Some(report) = report else { return false };
         // Full cycles log their own summary; a push pass logs only when it did something.
         if !full && (!report.pushed.is_idle() || report.outcome != Outcome::Ok) {
             report.log();
@@ -118,5 +132,25 @@ impl Job {
         self.health
             .set(self.kind, full, ok, report.problems.first().cloned());
         notify::status(&self.health.summary());
+        matches!(report.outcome, Outcome::Transient(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_up_passes_back_off_while_work_stays_transient_and_stop_when_it_clears() {
+        let first = follow_up(true, None);
+        assert_eq!(first, Some(FIRST_FOLLOW_UP));
+        let second = follow_up(true, first);
+        assert_eq!(second, Some(FIRST_FOLLOW_UP * 2));
+        let mut d = second;
+        for _ in 0..20 {
+            d = follow_up(true, d);
+        }
+        assert_eq!(d, Some(MAX_FOLLOW_UP));
+        assert_eq!(follow_up(false, d), None);
     }
 }

@@ -134,7 +134,6 @@ impl Store {
         check_not_newer(&conn, path)?;
         configure(&conn).map_err(open_err)?;
         migrate(&mut conn, path)?;
-        tracking::install_triggers(&conn, &mirror_tables()).map_err(|e| e.at(path))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -150,7 +149,6 @@ impl Store {
         })?;
         tracking::own_writes_untracked(&conn, true)?;
         migrate(&mut conn, &path)?;
-        tracking::install_triggers(&conn, &mirror_tables())?;
         Ok(Store { conn, path })
     }
 
@@ -276,6 +274,7 @@ fn check_not_newer(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Migrates to the latest schema and installs the change-tracking triggers.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     check_not_newer(conn, path)?;
     let fresh = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? == 0;
@@ -283,6 +282,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    tracking::install_triggers(conn, &mirror_tables()).map_err(|e| e.at(path))?;
     // A database created with change tracking has no edit it could have missed: the first
     // full check is due a day from now, not after the first pull.
     if fresh {

@@ -37,65 +37,109 @@ impl Mark {
     }
 }
 
-/// The triggers of one mirror table. `INSERT OR REPLACE` deletes a row without firing
-/// delete triggers, so the BEFORE INSERT one notes the id of a row about to be replaced.
-fn trigger_sql(table: &str) -> String {
+/// SQL that marks `key` (an expression) of `kind` unless it is marked already. No
+/// `INSERT OR IGNORE`: an edit's own conflict clause (`UPDATE OR ABORT`, an upsert)
+/// overrides a trigger's, and the edit would fail on the duplicate mark.
+fn mark_sql(table: &str, kind: &str, key: &str) -> String {
     format!(
-        "CREATE TRIGGER IF NOT EXISTS {table}_track_insert AFTER INSERT ON {table}
-         BEGIN
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', NEW.local_id);
-             UPDATE change_tracking SET edits = edits + 1;
-         END;
-         CREATE TRIGGER IF NOT EXISTS {table}_track_replace BEFORE INSERT ON {table}
-         WHEN NEW.local_id IS NOT NULL
-         BEGIN
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key)
-                 SELECT '{table}', 'id', id FROM {table} WHERE local_id = NEW.local_id AND id IS NOT NULL;
-         END;
-         CREATE TRIGGER IF NOT EXISTS {table}_track_update AFTER UPDATE ON {table}
-         BEGIN
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', OLD.local_id);
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', NEW.local_id);
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key)
-                 SELECT '{table}', 'id', OLD.id WHERE OLD.id IS NOT NULL AND OLD.id IS NOT NEW.id;
-             UPDATE change_tracking SET edits = edits + 1;
-         END;
-         CREATE TRIGGER IF NOT EXISTS {table}_track_delete AFTER DELETE ON {table}
-         BEGIN
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key) VALUES ('{table}', 'local_id', OLD.local_id);
-             INSERT OR IGNORE INTO changed_rows (resource, kind, key)
-                 SELECT '{table}', 'id', OLD.id WHERE OLD.id IS NOT NULL;
-             UPDATE change_tracking SET edits = edits + 1;
-         END;"
+        "INSERT INTO changed_rows (resource, kind, key) SELECT '{table}', '{kind}', {key} \
+         WHERE {key} IS NOT NULL AND NOT EXISTS \
+         (SELECT 1 FROM changed_rows WHERE resource = '{table}' AND kind = '{kind}' AND key = {key});"
     )
 }
 
-const TRIGGERS_PER_TABLE: i64 = 4;
+/// SQL that marks the rows of `table` matching `condition` (on alias `d`): rows an
+/// `OR REPLACE` is about to delete, which fires no delete trigger.
+fn mark_displaced_sql(table: &str, condition: &str) -> String {
+    let mut out = String::new();
+    for (kind, column) in [("id", "d.id"), ("local_id", "d.local_id")] {
+        out.push_str(&format!(
+            "INSERT INTO changed_rows (resource, kind, key) SELECT '{table}', '{kind}', {column} FROM {table} d \
+             WHERE ({condition}) AND {column} IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM changed_rows c WHERE c.resource = '{table}' AND c.kind = '{kind}' AND c.key = {column});\n"
+        ));
+    }
+    out
+}
 
-/// Installs the tracking triggers of each mirror table (on every start: a trigger someone
-/// dropped comes back). When one was missing from a database that had them, edits may have
-/// gone unrecorded meanwhile: the next push pass compares every row with its base.
+/// The tracking triggers of one mirror table: `(name, CREATE TRIGGER statement)`, each
+/// statement exactly as SQLite keeps it in `sqlite_master`, so a changed one is noticed.
+fn triggers(table: &str) -> Vec<(String, String)> {
+    let bump = "UPDATE change_tracking SET edits = edits + 1;";
+    let t = table;
+    vec![
+        (
+            format!("{t}_track_insert"),
+            format!(
+                "CREATE TRIGGER {t}_track_insert AFTER INSERT ON {t}\nBEGIN\n{}\n{bump}\nEND",
+                mark_sql(t, "local_id", "NEW.local_id")
+            ),
+        ),
+        (
+            format!("{t}_track_replace"),
+            format!(
+                "CREATE TRIGGER {t}_track_replace BEFORE INSERT ON {t}\nBEGIN\n{}END",
+                mark_displaced_sql(t, "d.local_id = NEW.local_id OR d.id = NEW.id")
+            ),
+        ),
+        (
+            format!("{t}_track_update"),
+            format!(
+                "CREATE TRIGGER {t}_track_update AFTER UPDATE ON {t}\nBEGIN\n{}\n{}\n{}\n{bump}\nEND",
+                mark_sql(t, "local_id", "OLD.local_id"),
+                mark_sql(t, "local_id", "NEW.local_id"),
+                mark_sql(t, "id", "(CASE WHEN OLD.id IS NOT NEW.id THEN OLD.id END)")
+            ),
+        ),
+        (
+            format!("{t}_track_update_replace"),
+            format!(
+                "CREATE TRIGGER {t}_track_update_replace BEFORE UPDATE ON {t}\n\
+                 WHEN NEW.local_id IS NOT OLD.local_id OR NEW.id IS NOT OLD.id\nBEGIN\n{}END",
+                mark_displaced_sql(
+                    t,
+                    "d.local_id IS NOT OLD.local_id AND (d.local_id = NEW.local_id OR d.id = NEW.id)"
+                )
+            ),
+        ),
+        (
+            format!("{t}_track_delete"),
+            format!(
+                "CREATE TRIGGER {t}_track_delete AFTER DELETE ON {t}\nBEGIN\n{}\n{}\n{bump}\nEND",
+                mark_sql(t, "local_id", "OLD.local_id"),
+                mark_sql(t, "id", "OLD.id")
+            ),
+        ),
+    ]
+}
+
+/// Installs the tracking triggers of each mirror table, on every start: one someone
+/// dropped or changed is put back. When one was missing or different in a database that
+/// had them, edits may have gone unrecorded meanwhile: the next push pass compares every
+/// row with its base.
 pub fn install_triggers(conn: &Connection, tables: &[&str]) -> Result<()> {
-    let mut missing = Vec::new();
+    let mut wrong = Vec::new();
     for table in tables {
-        let present: i64 = conn
-            .prepare_cached(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name LIKE ?1 || '_track_%'",
-            )?
-            .query_row([table], |r| r.get(0))?;
-        if present < TRIGGERS_PER_TABLE {
-            missing.push(*table);
+        for (name, sql) in triggers(table) {
+            let stored: Option<String> = conn
+                .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?
+                .query_row([&name], |r| r.get(0))
+                .optional()?;
+            if stored.as_deref() != Some(sql.as_str()) {
+                wrong.push((name, sql));
+            }
         }
     }
-    if missing.is_empty() {
+    if wrong.is_empty() {
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
-    for table in &missing {
-        tx.execute_batch(&trigger_sql(table))?;
+    for (name, sql) in &wrong {
+        tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {name}; {sql};"))?;
     }
     if full_check_at(&tx)?.is_some() {
-        tracing::warn!(tables = ?missing, "change-tracking triggers were missing and are installed again; every row is compared with its base on the next push");
+        let names: Vec<&str> = wrong.iter().map(|(n, _)| n.as_str()).collect();
+        tracing::warn!(triggers = ?names, "change-tracking triggers were missing or altered and are installed again; every row is compared with its base on the next push");
         tx.execute("UPDATE change_tracking SET full_check_at = NULL", [])?;
     }
     tx.commit()?;

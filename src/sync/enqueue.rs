@@ -121,7 +121,20 @@ pub(super) fn enqueue(
     loop {
         let (last, full) = store.write(|tx| {
             let marks = tracking::marks(tx, spec.table, after, BATCH)?;
-            let checked = mirror::changes_of(tx, spec, &marks)?;
+            // A row is looked at together with the records its entries are about: a delete
+            // refused as an id edit is settled once the row is gone or has its id back.
+            let rows: Vec<i64> = marks
+                .iter()
+                .filter_map(|m| match m {
+                    Mark::Row(l) => Some(*l),
+                    Mark::Upstream(_) => None,
+                })
+                .collect();
+            let mut look = marks.clone();
+            for e in journal::active_about(tx, spec.table, rows, [])? {
+                look.extend(e.upstream_id.map(Mark::Upstream));
+            }
+            let checked = mirror::changes_of(tx, spec, &look)?;
             let waiting = journal_changes(tx, spec, scope, &checked)?;
             tracking::clear(tx, spec.table, &marks)?;
             tracking::keep(tx, spec.table, &waiting)?;
@@ -160,7 +173,8 @@ fn full_check_if_due(store: &mut Store) -> Result<(), StoreError> {
                 tracing::warn!(resource = spec.table, rows = missed,
                     "the periodic check found local edits the change tracking had not recorded (were its triggers dropped?); they will be pushed");
             } else if missed > 0 {
-                tracing::info!(resource = spec.table, rows = missed, "local edits made before the upgrade to change tracking; they will be pushed");
+                tracing::info!(resource = spec.table, rows = missed,
+                    "found local edits the change tracking had not recorded (made before the upgrade that added it, or while its triggers were missing); they will be pushed");
             }
         }
         tracking::set_full_check_at(tx, &crate::store::now_text())
@@ -282,9 +296,12 @@ fn journal_changes(
         let key = key_of(d.op, d.local_id, d.upstream_id);
         if let Some(e) = active.remove(&key) {
             let same = e.op == d.op && e.payload == d.payload && e.row_values == d.row_values;
+            // Refused here, never sent, and the reason is gone (the row was fixed): sent
+            // afresh. One refused by upstream stays failed until the row changes.
+            let refusal_lifted = e.stage == Stage::Failed && e.attempts == 0 && d.rejected.is_none();
             // Unresolved outcome: upstream may hold the effect already; keep the entry
             // until it is reconciled, and push any newer edit after that.
-            if e.stage.unresolved() || same {
+            if (e.stage.unresolved() || same) && !refusal_lifted {
                 // A change that cannot be pushed stays failed: `journal retry` must not
                 // turn it into a request (a PUT to Plusofon, which has no update).
                 if let Some(reason) = d.rejected.as_deref().filter(|_| e.stage == Stage::Queued) {

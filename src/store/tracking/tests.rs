@@ -131,6 +131,105 @@ fn insert_or_replace_records_the_id_of_the_row_it_displaced() {
 }
 
 #[test]
+fn update_or_replace_records_the_row_it_displaced() {
+    let mut store = Store::open_in_memory().unwrap();
+    let a = pulled(&mut store, 10, "a");
+    let b = pulled(&mut store, 11, "b");
+    // Moving row a onto b's local_id deletes b without a delete trigger.
+    store
+        .person()
+        .execute(
+            "UPDATE OR REPLACE phone_numbers SET local_id = ?2 WHERE local_id = ?1",
+            [a, b],
+        )
+        .unwrap();
+    let marks = all_marks(store.conn());
+    assert!(marks.contains(&Mark::Upstream(11)), "{marks:?}");
+    let checked = mirror::changes_of(store.conn(), phones(), &marks).unwrap();
+    let deleted: Vec<i64> = checked.changes.deletes.iter().map(|b| b.id).collect();
+    assert_eq!(deleted, vec![11]);
+}
+
+/// An edit's own conflict clause overrides the triggers': none of these may fail on a
+/// mark that exists already, and each is recorded.
+#[test]
+fn upserts_and_every_conflict_clause_work_and_are_recorded() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = pulled(&mut store, 10, "a");
+    let c = store.person();
+    for sql in [
+        "UPDATE OR ABORT phone_numbers SET description = 'x1' WHERE id = 10",
+        "UPDATE OR FAIL phone_numbers SET description = 'x2' WHERE id = 10",
+        "UPDATE OR ROLLBACK phone_numbers SET description = 'x3' WHERE id = 10",
+        "UPDATE OR IGNORE phone_numbers SET description = 'x4' WHERE id = 10",
+        "INSERT INTO phone_numbers (id, number, description) VALUES (10, '1', 'x5') \
+         ON CONFLICT(id) DO UPDATE SET description = excluded.description",
+        "INSERT OR ABORT INTO phone_numbers (number, description) VALUES ('2', 'new')",
+    ] {
+        c.execute(sql, []).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let description: String = c
+        .query_row("SELECT description FROM phone_numbers WHERE id = 10", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(description, "x5");
+    assert!(all_marks(c).contains(&Mark::Row(local)));
+    assert_eq!(edits(c).unwrap(), 6, "every edit counted");
+}
+
+#[test]
+fn stored_trigger_text_is_what_was_created() {
+    let store = Store::open_in_memory().unwrap();
+    for (name, sql) in triggers("phone_numbers") {
+        let stored: String = store
+            .conn()
+            .query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, sql);
+    }
+}
+
+#[test]
+fn triggers_are_kept_as_they_are_and_an_altered_one_is_replaced_with_a_full_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restsync.db");
+    drop(Store::open(&path).unwrap());
+    let checked_at = |path: &std::path::Path| {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT full_check_at FROM change_tracking", [], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .unwrap()
+    };
+    drop(Store::open(&path).unwrap());
+    assert!(
+        checked_at(&path).is_some(),
+        "an untouched trigger set forces no full check"
+    );
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER phone_numbers_track_update;
+             CREATE TRIGGER phone_numbers_track_update AFTER UPDATE ON phone_numbers BEGIN SELECT 1; END;",
+        )
+        .unwrap();
+    drop(Store::open(&path).unwrap());
+    assert!(checked_at(&path).is_none(), "the next push compares every row");
+    let person = Connection::open(&path).unwrap();
+    person
+        .execute("INSERT INTO phone_numbers (number) VALUES ('1')", [])
+        .unwrap();
+    person
+        .execute("UPDATE phone_numbers SET description = 'd'", [])
+        .unwrap();
+    assert_eq!(edits(&person).unwrap(), 2, "the real update trigger is back");
+}
+
+#[test]
 fn marks_are_paged_after_a_key_and_cleared_and_kept_on_request() {
     let store = Store::open_in_memory().unwrap();
     let c = store.person();
@@ -159,6 +258,7 @@ enum Edit {
     SetId(u8, u8),
     Delete(u8),
     Replace(u8, u8),
+    MoveOnto(u8, u8),
     Revert(u8),
 }
 
@@ -171,6 +271,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<u8>(), any::<u8>()).prop_map(|(r, v)| Edit::SetId(r, v)),
         any::<u8>().prop_map(Edit::Delete),
         (any::<u8>(), any::<u8>()).prop_map(|(r, v)| Edit::Replace(r, v % 3)),
+        (any::<u8>(), any::<u8>()).prop_map(|(r, v)| Edit::MoveOnto(r, v)),
         any::<u8>().prop_map(Edit::Revert),
     ]
 }
@@ -242,6 +343,17 @@ proptest! {
                         rusqlite::params![l, if v == 0 { None } else { Some(id(v)) }],
                     ),
                     None => Ok(0),
+                },
+                Edit::MoveOnto(r, v) => match (pick(c, r), pick(c, v)) {
+                    (Some(from), Some(onto)) if v % 2 == 0 => c.execute(
+                        "UPDATE OR REPLACE phone_numbers SET local_id = ?2 WHERE local_id = ?1",
+                        [from, onto],
+                    ),
+                    (Some(from), _) => c.execute(
+                        "UPDATE OR REPLACE phone_numbers SET id = ?2 WHERE local_id = ?1",
+                        [from, id(v)],
+                    ),
+                    _ => Ok(0),
                 },
                 Edit::Revert(r) => match pick(c, r) {
                     Some(l) => c.execute(

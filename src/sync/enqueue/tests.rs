@@ -174,3 +174,26 @@ fn a_hand_edited_id_is_neither_a_delete_nor_a_create() {
     assert!(run(&mut store, phones(), &[]).is_empty());
     assert!(journal::failed(store.conn(), "phone_numbers").unwrap().is_empty());
 }
+
+/// Following the advice of a refused id edit — delete the row, insert a new one — sends
+/// the delete the refusal held back, and the create.
+#[test]
+fn deleting_a_row_whose_id_was_cleared_sends_the_refused_delete() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = synced(&mut store, phones(), 10, &phone_row("a"));
+    mirror::set_mirror_id(store.person(), phones(), local, None).unwrap();
+    assert!(run(&mut store, phones(), &[]).is_empty());
+    let refused = journal::failed(store.conn(), "phone_numbers").unwrap();
+    assert_eq!(refused.len(), 1);
+    mirror::delete_mirror(store.person(), phones(), local).unwrap();
+    mirror::insert_mirror(store.person(), phones(), None, &phone_row("replacement")).unwrap();
+    let due = run(&mut store, phones(), &[]);
+    let mut ops: Vec<(Op, Option<i64>)> = due.iter().map(|e| (e.op, e.upstream_id)).collect();
+    ops.sort_by_key(|(op, _)| op.as_str());
+    assert_eq!(ops, vec![(Op::Create, None), (Op::Delete, Some(10))]);
+    assert!(journal::failed(store.conn(), "phone_numbers").unwrap().is_empty());
+    assert_eq!(
+        journal::get(store.conn(), refused[0].seq).unwrap().unwrap().stage,
+        Stage::Superseded
+    );
+}
