@@ -5,6 +5,8 @@
 //! Prints a table and writes it between the result markers of BENCHMARKS.md. Measures
 //! only: nothing here passes or fails on absolute times.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use restsync::sandbox::{Faults, Kind, Sandbox, SandboxOptions};
 use rusqlite::Connection;
 use std::fmt::Write as _;

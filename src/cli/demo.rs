@@ -263,36 +263,7 @@ async fn run_inner(dir: &Path, records: usize) -> Result<i32, Box<dyn std::error
 }
 
 fn print_report(report: &CycleReport) {
-    outln!(
-        "   {:<14} {:>7} {:>5} | pulled: {:>8} {:>7} {:>7} | pushed: {:>7} {:>7} {:>7} | status",
-        "resource",
-        "records",
-        "pages",
-        "inserted",
-        "updated",
-        "removed",
-        "created",
-        "updated",
-        "deleted"
-    );
-    for r in &report.resources {
-        let p = r.pulled.clone().unwrap_or_default();
-        let s = &r.pushed;
-        let status = match &r.outcome {
-            crate::sync::Outcome::Ok => "ok".to_string(),
-            other => format!("{other:?}"),
-        };
-        outln!(
-            "   {:<14} {:>7} {:>5} |         {:>8} {:>7} {:>7} |         {:>7} {:>7} {:>7} | {status}",
-            r.resource.name(),
-            p.records,
-            p.pages,
-            p.inserted,
-            p.updated,
-            p.removed,
-            s.created,
-            s.updated,
-            s.deleted
-        );
+    for line in super::summary::lines(report, report.exit_code()) {
+        outln!("   {line}");
     }
 }

@@ -1,5 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 /// `println!` that does not panic when stdout is closed (`restsync status | head`).
 macro_rules! outln {
     ($($arg:tt)*) => {{
@@ -11,7 +13,9 @@ macro_rules! outln {
 mod demo;
 mod journal_cmd;
 mod logging;
+mod progress;
 mod status;
+mod summary;
 mod sync_cmd;
 
 use crate::config::{self, LogFormat, Settings};
@@ -61,6 +65,10 @@ pub enum Command {
         /// Apply removals and push deletes even beyond `sync.max_delete_fraction`.
         #[arg(long)]
         allow_mass_delete: bool,
+        /// With --once: print the cycle report as one JSON document on stdout instead of
+        /// the summary table (logs stay on stderr).
+        #[arg(long, requires = "once")]
+        json: bool,
     },
     /// Validate the configuration and exit (0 valid, 78 invalid, naming every bad key).
     Check,
@@ -194,7 +202,8 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
         Command::Sync {
             once,
             allow_mass_delete,
-        } => sync_cmd::run(config_path, settings, once, allow_mass_delete).await,
+            json,
+        } => sync_cmd::run(config_path, settings, once, allow_mass_delete, json).await,
         Command::Plan => sync_cmd::plan(settings).await,
         Command::Check => {
             outln!(

@@ -30,7 +30,13 @@ fn open_engine(settings: Settings, dry: bool) -> Result<Engine, i32> {
 
 /// `sync --once` and the service. Both hold the database's writer lock for as long as they
 /// run, so two of them never push the same journal at once.
-pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mass_delete: bool) -> i32 {
+pub async fn run(
+    config_path: PathBuf,
+    settings: Settings,
+    once: bool,
+    allow_mass_delete: bool,
+    json: bool,
+) -> i32 {
     let opts = CycleOptions {
         allow_mass_delete,
         one_shot: once,
@@ -45,13 +51,25 @@ pub async fn run(config_path: PathBuf, settings: Settings, once: bool, allow_mas
         let control = crate::daemon::Control::from_signals();
         match engine(settings) {
             Ok(engine) => {
-                let engine = engine.with_shutdown(control.shutdown.clone());
-                let code = engine.run_cycle(opts).await.exit_code();
-                if control.shutdown.is_cancelled() && code == super::exit::OK {
+                let mut engine = engine.with_shutdown(control.shutdown.clone());
+                if let Some(observer) = super::progress::observer() {
+                    engine = engine.with_observer(observer);
+                }
+                let report = engine.run_cycle(opts).await;
+                let code = report.exit_code();
+                let code = if control.shutdown.is_cancelled() && code == super::exit::OK {
                     super::exit::TEMPFAIL
                 } else {
                     code
+                };
+                if json {
+                    outln!("{}", super::summary::json(&report, code));
+                } else {
+                    for line in super::summary::lines(&report, code) {
+                        outln!("{line}");
+                    }
                 }
+                code
             }
             Err(code) => code,
         }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod enqueue;
+pub mod events;
 pub mod merge;
 mod plan;
 mod prepare;
@@ -74,6 +75,16 @@ pub(crate) struct ResourceCtx {
     pub shutdown: CancellationToken,
     /// The retry policy of every request of this cycle.
     pub retry: retry::RetryPolicy,
+    /// Who hears about progress, if anyone.
+    pub observer: Option<events::Observer>,
+}
+
+impl ResourceCtx {
+    pub(crate) fn report(&self, progress: events::Progress) {
+        if let Some(observer) = &self.observer {
+            observer(progress);
+        }
+    }
 }
 
 pub struct Engine {
@@ -81,6 +92,7 @@ pub struct Engine {
     db: AsyncStore,
     apis: HashMap<ResourceKind, ResourceApi>,
     shutdown: CancellationToken,
+    observer: Option<events::Observer>,
 }
 
 impl Engine {
@@ -111,12 +123,19 @@ impl Engine {
             db,
             apis,
             shutdown: CancellationToken::new(),
+            observer: None,
         })
     }
 
     /// Cycles stop starting requests once `token` is cancelled.
     pub fn with_shutdown(mut self, token: CancellationToken) -> Engine {
         self.shutdown = token;
+        self
+    }
+
+    /// Progress of walks and pushes goes to `observer`.
+    pub fn with_observer(mut self, observer: events::Observer) -> Engine {
+        self.observer = Some(observer);
         self
     }
 
@@ -143,6 +162,7 @@ impl Engine {
             opts,
             shutdown: self.shutdown.clone(),
             retry: retry::RetryPolicy::new(&self.settings.sync, self.shutdown.clone()),
+            observer: self.observer.clone(),
         })
     }
 

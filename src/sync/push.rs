@@ -116,6 +116,10 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
                 Executed::Settled | Executed::Stale => ("any", "superseded"),
             };
             crate::telemetry::push(resource, op, result);
+            ctx.report(super::events::Progress::Pushed {
+                resource: ctx.kind,
+                done: matches!(r, Executed::Done(_) | Executed::Settled),
+            });
             match r {
                 Executed::Done(Op::Create) => stats.created += 1,
                 Executed::Done(Op::Update) => stats.updated += 1,

@@ -3,6 +3,7 @@
 //! memory stays bounded by `sync.concurrency` pages; and how the walk went.
 
 use super::apply::apply_pages;
+use super::events::Progress;
 use super::report::{Plan, PullStats};
 use super::retry::RetryPolicy;
 use super::{ResourceCtx, SyncError};
@@ -10,7 +11,6 @@ use crate::store::mirror;
 use crate::upstream::{Page, ResourceApi, UpstreamError};
 use futures::{FutureExt, StreamExt};
 use std::collections::VecDeque;
-use std::io::IsTerminal;
 
 /// Most pages written in one transaction.
 const GROUP_PAGES: usize = 8;
@@ -71,7 +71,6 @@ pub(super) async fn run_walk(
     let policy = ctx.settings.sync.on_conflict;
     stats.walks += 1;
     ctx.db.call(move |s| mirror::begin_walk(s.conn(), spec)).await?;
-    let progress = std::io::stderr().is_terminal() && !dry;
 
     let per_page = ctx.settings.sync.per_page;
     let first = fetch_page(&ctx.api, &ctx.retry, per_page, 1).await?;
@@ -167,15 +166,15 @@ pub(super) async fn run_walk(
                 walk.totals_stable = false;
                 untrusted = true;
             }
+            if !dry {
+                ctx.report(Progress::Page {
+                    resource: ctx.kind,
+                    page: page_no,
+                    last_page: page.last_page,
+                    records: count,
+                });
+            }
             page_no += 1;
-        }
-        if progress {
-            eprint!(
-                "\r{}: page {}/{last_page}, {} records ",
-                spec.table,
-                page_no - 1,
-                walk.received
-            );
         }
         if untrusted {
             break;
@@ -184,8 +183,8 @@ pub(super) async fn run_walk(
             return Err(e);
         }
     }
-    if progress {
-        eprintln!();
+    if !dry {
+        ctx.report(Progress::WalkDone { resource: ctx.kind });
     }
     stats.pages += walk.pages;
     stats.records += walk.received;

@@ -353,3 +353,25 @@ async fn the_demo_uses_a_new_or_empty_directory_and_reuses_its_own() {
     assert_eq!(run.code, 0, "empty directory:\n{}", run.stderr);
     assert!(empty.join(".restsync-demo").exists());
 }
+
+/// A wrong command line is a usage error, 64, for every command; asking for help is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_exit_64_and_help_exits_0() {
+    let env = Env::start(1).await;
+    for args in [
+        &["--no-such-option"][..],
+        &["sync", "--onse"],
+        &["journal", "retry", "not-a-number"],
+        &["status", "extra"],
+        &[],
+    ] {
+        let run = env.restsync(args).await;
+        assert_eq!(run.code, 64, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.is_empty(), "{args:?} says nothing");
+    }
+    for args in [&["--help"][..], &["sync", "--help"], &["--version"]] {
+        let run = env.restsync(args).await;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert!(!run.stdout.is_empty());
+    }
+}

@@ -1,6 +1,7 @@
 //! The integration tests: the real binary and library against the built-in sandbox on
 //! 127.0.0.1, a real SQLite file, real HTTP. One test crate, so `cargo test` links once.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 #![allow(dead_code)]
 
 mod common;

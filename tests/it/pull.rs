@@ -145,3 +145,69 @@ async fn an_empty_walk_is_refused_and_the_mirror_is_untouched() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(env.mirror_ids("addresses").is_empty());
 }
+
+/// The engine reports its progress to whoever drives it (and prints nothing itself): one
+/// event per page written, the walk's end, and one per push.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_reports_pages_walks_and_pushes_to_its_observer() {
+    use restsync::sync::events::Progress;
+    use std::sync::{Arc, Mutex};
+    let env = Env::start(40).await;
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[0];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'observed' WHERE id = {id}"
+    ));
+    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let store = restsync::store::Store::open(&env.db_path).expect("store");
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = seen.clone();
+    let engine = restsync::sync::Engine::new(Arc::new(settings), restsync::store::AsyncStore::new(store))
+        .expect("engine")
+        .with_observer(Arc::new(move |p| sink.lock().expect("events").push(p)));
+    let report = engine.run_cycle(restsync::sync::CycleOptions::default()).await;
+    assert_eq!(report.exit_code(), 0);
+    let seen = seen.lock().expect("events").clone();
+    for kind in [
+        restsync::resources::ResourceKind::PhoneNumbers,
+        restsync::resources::ResourceKind::Addresses,
+        restsync::resources::ResourceKind::SmartNumbers,
+    ] {
+        let records: u64 = seen
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Page {
+                    resource, records, ..
+                } if *resource == kind => Some(*records),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(records, 40, "{kind}: {seen:?}");
+        let last = seen
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                Progress::Page {
+                    resource,
+                    page,
+                    last_page,
+                    ..
+                } if *resource == kind => Some((*page, *last_page)),
+                _ => None,
+            })
+            .expect("pages");
+        assert_eq!(last.0, last.1, "{kind}: the last page reported is the last page");
+        assert!(seen.contains(&Progress::WalkDone { resource: kind }));
+    }
+    let pushed: Vec<&Progress> = seen
+        .iter()
+        .filter(|p| matches!(p, Progress::Pushed { .. }))
+        .collect();
+    assert_eq!(
+        pushed,
+        vec![&Progress::Pushed {
+            resource: restsync::resources::ResourceKind::PhoneNumbers,
+            done: true
+        }]
+    );
+}

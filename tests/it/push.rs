@@ -2216,3 +2216,50 @@ async fn an_unknown_outcome_that_cannot_be_looked_up_is_bounded_not_resent() {
     assert_eq!(made.len(), 1, "{made:#?}");
     env.assert_converged();
 }
+
+/// `sync --once` ends with a summary table (and the next step when something needs a
+/// person); `--json` prints the cycle report as one JSON document on stdout instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_ends_with_a_summary_or_one_json_document() {
+    let env = Env::start(20).await;
+    let run = env.sync_ok().await;
+    let table: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        table[0].contains("inserted") && table[0].contains("status"),
+        "{}",
+        run.stdout
+    );
+    for name in ["phone_numbers", "addresses", "smart_numbers"] {
+        let line = table
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {}", run.stdout));
+        assert!(line.contains(" 20 ") && line.ends_with("ok"), "{line}");
+    }
+    assert!(!run.stdout.contains("Next:"), "{}", run.stdout);
+
+    // A change upstream refuses: the summary says what to do next.
+    let sid = env.upstream_ids(Kind::SmartNumbers)[2];
+    env.exec(&format!(
+        "UPDATE smart_numbers SET description = 'no update endpoint' WHERE id = {sid}"
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stdout.contains("needs a person"), "{}", run.stdout);
+    assert!(run.stdout.contains("restsync status"), "{}", run.stdout);
+
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("one JSON document on stdout");
+    assert_eq!(doc["exit_code"], 65);
+    let resources = doc["resources"].as_array().expect("resources");
+    assert_eq!(resources.len(), 3);
+    let smart = resources
+        .iter()
+        .find(|r| r["resource"] == "smart_numbers")
+        .expect("smart_numbers");
+    assert_eq!(smart["pulled"]["records"], 20);
+    assert_eq!(smart["pushed"]["failed"], 1);
+    assert!(smart["outcome"]["NeedsHuman"].is_string(), "{smart}");
+    assert!(!run.stderr.is_empty(), "logs stay on stderr");
+}

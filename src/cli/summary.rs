@@ -1,0 +1,75 @@
+//! The end of a run: per resource what was pulled and pushed, what is left, and the next
+//! step when something needs a person (`sync --once`, the demo), or the same as one JSON
+//! document (`sync --once --json`).
+
+use crate::sync::{CycleReport, Outcome};
+
+fn status(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Transient(_) => "retry later",
+        Outcome::NeedsHuman(_) => "needs a person",
+        Outcome::Fatal(_) => "failed",
+    }
+}
+
+/// The human summary, as lines; `code` is the run's exit code.
+pub fn lines(report: &CycleReport, code: i32) -> Vec<String> {
+    let mut out = vec![format!(
+        "{:<14} {:>8} {:>6} | pulled {:>8} {:>7} {:>7} | pushed {:>7} {:>7} {:>7} | {:>6} {:>7} {:>9} | status",
+        "resource", "records", "pages", "inserted", "updated", "removed", "created", "updated", "deleted", "failed",
+        "pending", "conflicts"
+    )];
+    for r in &report.resources {
+        let p = r.pulled.clone().unwrap_or_default();
+        let s = &r.pushed;
+        out.push(format!(
+            "{:<14} {:>8} {:>6} |        {:>8} {:>7} {:>7} |        {:>7} {:>7} {:>7} | {:>6} {:>7} {:>9} | {}",
+            r.resource.name(),
+            p.records,
+            p.pages,
+            p.inserted,
+            p.updated,
+            p.removed,
+            s.created,
+            s.updated,
+            s.deleted,
+            s.failed,
+            s.pending,
+            p.conflicts,
+            status(&r.outcome)
+        ));
+    }
+    let mut next = Vec::new();
+    for r in &report.resources {
+        for problem in &r.problems {
+            next.push(format!("  {}: {problem}", r.resource.name()));
+        }
+    }
+    if !next.is_empty() {
+        out.push(String::new());
+        out.extend(next);
+    }
+    let step = match code {
+        crate::exit::OK => None,
+        crate::exit::TEMPFAIL => Some("Next: nothing to do; the next run continues where this one stopped."),
+        crate::exit::DATA => {
+            Some("Next: `restsync status` shows what needs you and the command that settles each item.")
+        }
+        _ => Some("Next: read the error above; nothing was lost (the journal keeps every change)."),
+    };
+    if let Some(step) = step {
+        out.push(String::new());
+        out.push(step.to_string());
+    }
+    out
+}
+
+/// The cycle report as one JSON document; `code` is the run's exit code.
+pub fn json(report: &CycleReport, code: i32) -> String {
+    let doc = serde_json::json!({
+        "exit_code": code,
+        "resources": report.resources,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
