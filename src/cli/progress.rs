@@ -33,15 +33,24 @@ impl Write for LogWriter {
     }
 }
 
+/// Takes the bars off the screen (before the end-of-run summary).
+pub fn clear() {
+    if let Some(bars) = BARS.get() {
+        let _ = bars.clear();
+    }
+}
+
 /// An observer drawing the bars, or None when bars are off.
 pub fn observer() -> Option<Observer> {
     let bars = BARS.get()?.clone();
-    let style = ProgressStyle::with_template(
-        "{prefix:>14} [{bar:30}] {pos}/{len} pages, {msg} ({per_sec}, ETA {eta})",
-    )
-    .ok()?
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} pages, {msg}, ETA {eta}")
+        .ok()?
+        .progress_chars("=> ");
     let state: Mutex<HashMap<ResourceKind, (ProgressBar, u64, u64)>> = Mutex::new(HashMap::new());
+    let rate = |bar: &ProgressBar, records: u64| {
+        let secs = bar.elapsed().as_secs_f64().max(0.001);
+        format!("{records} records ({:.0}/s)", records as f64 / secs)
+    };
     Some(Arc::new(move |event: Progress| {
         let Ok(mut state) = state.lock() else { return };
         match event {
@@ -60,17 +69,17 @@ pub fn observer() -> Option<Observer> {
                 *received += records;
                 bar.set_length(last_page.max(page));
                 bar.set_position(page);
-                bar.set_message(format!("{received} records"));
+                bar.set_message(rate(bar, *received));
             }
             Progress::WalkDone { resource } => {
                 if let Some((bar, received, _)) = state.get(&resource) {
-                    bar.finish_with_message(format!("{received} records"));
+                    bar.finish_with_message(rate(bar, *received));
                 }
             }
             Progress::Pushed { resource, .. } => {
                 if let Some((bar, received, pushed)) = state.get_mut(&resource) {
                     *pushed += 1;
-                    bar.set_message(format!("{received} records, {pushed} pushes"));
+                    bar.set_message(format!("{}, {pushed} pushes", rate(bar, *received)));
                 }
             }
         }

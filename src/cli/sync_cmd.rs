@@ -62,6 +62,7 @@ pub async fn run(
                 } else {
                     code
                 };
+                super::progress::clear();
                 if json {
                     outln!("{}", super::summary::json(&report, code));
                 } else {
