@@ -10,6 +10,7 @@ macro_rules! outln {
     }};
 }
 
+mod conflicts_cmd;
 mod demo;
 mod journal_cmd;
 mod logging;
@@ -95,6 +96,21 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// List the conflicts the merge resolved (resource, row, field, base/local/remote
+    /// values, resolution, when), or put a losing value back with `restore <seq>`.
+    Conflicts {
+        #[command(subcommand)]
+        action: Option<ConflictsAction>,
+        /// Only this resource's conflicts.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only conflicts detected within this long, e.g. 30m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the built-in emulator of the Firstline and Plusofon APIs on 127.0.0.1.
     Sandbox {
         /// Port for the Firstline API (0 picks a free one).
@@ -121,6 +137,17 @@ pub enum Command {
         /// Records generated for each resource.
         #[arg(long, default_value_t = 250)]
         records: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// Put the losing value of a conflict back into the mirror row (for a record deleted
+    /// upstream, the row comes back with id NULL and is created again); the next sync pushes
+    /// it. Refused when the row changed since, naming what changed.
+    Restore {
+        /// Conflict number (seq), from `restsync conflicts`.
+        seq: i64,
     },
 }
 
@@ -217,6 +244,15 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
         Command::Status { json } => status::run(&settings, json),
         Command::Journal { action, state, limit } => {
             journal_cmd::run(&settings, action, state.as_deref(), limit)
+        }
+        Command::Conflicts {
+            action,
+            resource,
+            since,
+            json,
+        } => {
+            let restore = action.map(|ConflictsAction::Restore { seq }| seq);
+            conflicts_cmd::run(&settings, restore, resource.as_deref(), since.as_deref(), json)
         }
         Command::Sandbox { .. } | Command::Demo { .. } => exit::FATAL,
     }

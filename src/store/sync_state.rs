@@ -144,3 +144,55 @@ pub fn recent_conflicts(conn: &Connection, resource: &str, limit: i64) -> Result
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// A recorded conflict with its number and time.
+#[derive(Debug, Clone)]
+pub struct StoredConflict {
+    pub seq: i64,
+    pub detected_at: String,
+    pub conflict: Conflict,
+}
+
+fn stored_conflict(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConflict> {
+    Ok(StoredConflict {
+        seq: r.get(0)?,
+        detected_at: r.get(1)?,
+        conflict: Conflict {
+            resource: r.get(2)?,
+            local_id: r.get(3)?,
+            upstream_id: r.get(4)?,
+            kind: r.get(5)?,
+            field: r.get(6)?,
+            base_value: r.get(7)?,
+            local_value: r.get(8)?,
+            remote_value: r.get(9)?,
+            resolution: r.get(10)?,
+        },
+    })
+}
+
+const CONFLICT_COLUMNS: &str = "seq, detected_at, resource, local_id, upstream_id, kind, field, base_value, \
+     local_value, remote_value, resolution";
+
+/// Conflicts, oldest first, of one resource or all, detected at or after `since`.
+pub fn conflicts(
+    conn: &Connection,
+    resource: Option<&str>,
+    since: Option<&str>,
+) -> Result<Vec<StoredConflict>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE (?1 IS NULL OR resource = ?1) \
+         AND (?2 IS NULL OR detected_at >= ?2) ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![resource, since], stored_conflict)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn conflict(conn: &Connection, seq: i64) -> Result<Option<StoredConflict>> {
+    Ok(conn
+        .prepare(&format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE seq = ?1"
+        ))?
+        .query_row([seq], stored_conflict)
+        .optional()?)
+}

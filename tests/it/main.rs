@@ -7,6 +7,7 @@
 mod common;
 mod config_defaults;
 mod config_example;
+mod conflicts;
 mod convergence;
 mod daemon;
 mod errors;
