@@ -75,7 +75,15 @@ pub enum Command {
     Check,
     /// Dry run: fetch upstream and print what a cycle would create, update, delete and
     /// which conflicts it would resolve how. Changes nothing.
-    Plan,
+    Plan {
+        /// Print the plan as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when the next cycle would change something, 0 when it would not (errors
+        /// keep their codes: 1, 65, 75, 78).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
     /// Show per resource: rows, pending local changes, journal entries by state, conflicts,
     /// pending entries with attempts and last error, failed entries with upstream's messages
     /// and the command that settles them, last complete pull. Exits 0 healthy, 65 something
@@ -231,7 +239,10 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
             allow_mass_delete,
             json,
         } => sync_cmd::run(config_path, settings, once, allow_mass_delete, json).await,
-        Command::Plan => sync_cmd::plan(settings).await,
+        Command::Plan {
+            json,
+            detailed_exitcode,
+        } => sync_cmd::plan(settings, json, detailed_exitcode).await,
         Command::Check => {
             outln!(
                 "configuration {} is valid: {} resource(s), database {}",

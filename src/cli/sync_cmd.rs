@@ -87,49 +87,121 @@ pub async fn run(
     code
 }
 
-pub async fn plan(settings: Settings) -> i32 {
+/// Exit code of `plan --detailed-exitcode` when the next cycle would change something.
+const PLAN_HAS_CHANGES: i32 = 2;
+
+pub async fn plan(settings: Settings, json: bool, detailed_exitcode: bool) -> i32 {
     let engine = match open_engine(settings, true) {
         Ok(e) => e,
         Err(code) => return code,
     };
     let mut code = exit::OK;
+    let mut totals = crate::sync::Plan::default();
+    let mut per_resource = serde_json::Map::new();
     for (kind, result) in engine.plan().await {
-        outln!("{kind}:");
         match result {
             Ok(p) => {
-                let sections = [
-                    ("pull: insert into mirror", &p.pull_insert),
-                    ("pull: update mirror", &p.pull_update),
-                    ("pull: remove from mirror", &p.pull_remove),
-                    ("push: create upstream", &p.push_create),
-                    ("push: update upstream", &p.push_update),
-                    ("push: delete upstream", &p.push_delete),
-                    ("conflicts", &p.conflicts),
-                    ("notes", &p.notes),
-                ];
-                let mut any = false;
-                for (title, items) in sections {
-                    if items.is_empty() {
-                        continue;
-                    }
-                    any = true;
-                    outln!("  {title}: {}", items.len());
-                    for item in items.iter().take(20) {
-                        outln!("    {item}");
-                    }
-                    if items.len() > 20 {
-                        outln!("    ... and {} more", items.len() - 20);
-                    }
+                if !json {
+                    print_plan(kind.name(), &p);
                 }
-                if !any {
-                    outln!("  nothing to do");
+                per_resource.insert(
+                    kind.name().to_string(),
+                    serde_json::to_value(&p).unwrap_or_default(),
+                );
+                for (total, items) in [
+                    (&mut totals.pull_insert, &p.pull_insert),
+                    (&mut totals.pull_update, &p.pull_update),
+                    (&mut totals.pull_remove, &p.pull_remove),
+                    (&mut totals.push_create, &p.push_create),
+                    (&mut totals.push_update, &p.push_update),
+                    (&mut totals.push_delete, &p.push_delete),
+                    (&mut totals.conflicts, &p.conflicts),
+                    (&mut totals.failed, &p.failed),
+                ] {
+                    total.extend(items.iter().cloned());
                 }
             }
             Err(e) => {
-                outln!("  cannot plan: {e}");
+                if !json {
+                    outln!("{kind}:\n  cannot plan: {e}");
+                }
+                per_resource.insert(
+                    kind.name().to_string(),
+                    serde_json::json!({ "error": e.to_string() }),
+                );
                 code = code.max(e.outcome().exit_code());
             }
         }
     }
+    let summary = format!(
+        "Plan: {} to create, {} to update, {} to delete upstream; {} new, {} changed, {} removed locally; {} conflicts.",
+        totals.push_create.len(),
+        totals.push_update.len(),
+        totals.push_delete.len(),
+        totals.pull_insert.len(),
+        totals.pull_update.len(),
+        totals.pull_remove.len(),
+        totals.conflicts.len()
+    );
+    if code == exit::OK && detailed_exitcode && totals.has_changes() {
+        code = PLAN_HAS_CHANGES;
+    }
+    if json {
+        let doc = serde_json::json!({
+            "resources": per_resource,
+            "summary": {
+                "create": totals.push_create.len(),
+                "update": totals.push_update.len(),
+                "delete": totals.push_delete.len(),
+                "new": totals.pull_insert.len(),
+                "changed": totals.pull_update.len(),
+                "removed": totals.pull_remove.len(),
+                "conflicts": totals.conflicts.len(),
+                "failed": totals.failed.len(),
+            },
+            "exit_code": code,
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        if !totals.failed.is_empty() {
+            outln!(
+                "{} failed change(s) are not sent until their rows change (see `restsync status`).",
+                totals.failed.len()
+            );
+        }
+        outln!("{summary}");
+    }
     code
+}
+
+fn print_plan(name: &str, p: &crate::sync::Plan) {
+    outln!("{name}:");
+    let sections = [
+        ("pull: insert into mirror", &p.pull_insert),
+        ("pull: update mirror", &p.pull_update),
+        ("pull: remove from mirror", &p.pull_remove),
+        ("push: create upstream", &p.push_create),
+        ("push: update upstream", &p.push_update),
+        ("push: delete upstream", &p.push_delete),
+        ("conflicts", &p.conflicts),
+        ("failed, not sent", &p.failed),
+        ("notes", &p.notes),
+    ];
+    let mut any = false;
+    for (title, items) in sections {
+        if items.is_empty() {
+            continue;
+        }
+        any = true;
+        outln!("  {title}: {}", items.len());
+        for item in items.iter().take(20) {
+            outln!("    {item}");
+        }
+        if items.len() > 20 {
+            outln!("    ... and {} more", items.len() - 20);
+        }
+    }
+    if !any {
+        outln!("  nothing to do");
+    }
 }

@@ -17,7 +17,7 @@ mod retry;
 mod walk;
 mod writeback;
 
-pub use report::{CycleReport, Outcome, PullStats, PushStats, ResourceReport};
+pub use report::{CycleReport, Outcome, Plan, PullStats, PushStats, ResourceReport};
 
 use crate::config::Settings;
 use crate::resources::{ResourceKind, UpstreamName};

@@ -1,9 +1,26 @@
 //! `restsync plan`: a cycle's walk and merge without writing, then the pushes it would send.
 
+use super::enqueue::journal_values;
 use super::report::{Plan, PullStats};
 use super::walk::run_walk;
 use super::{ResourceCtx, SyncError};
+use crate::resources::{value_to_json, ResourceSpec};
+use crate::store::journal::{self, Op};
 use crate::store::mirror;
+use rusqlite::types::Value;
+
+/// A row's writable values, shortly: what a create sends, what a delete removes.
+fn values_text(spec: &ResourceSpec, values: &[Value]) -> String {
+    let text = spec
+        .columns
+        .iter()
+        .zip(values)
+        .filter(|(c, v)| c.writable && **v != Value::Null)
+        .map(|(c, v)| format!("{}={}", c.name, value_to_json(v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    crate::resources::truncate(&text, 160)
+}
 
 /// Dry run of a cycle: walk and merge without writing, then list the pushes.
 pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
@@ -23,18 +40,63 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             candidates.len()
         ));
     }
-    let changes = ctx
+    let (changes, failed) = ctx
         .db
-        .call(move |s| mirror::local_changes(s.conn(), spec))
+        .call(move |s| {
+            Ok((
+                mirror::local_changes(s.conn(), spec)?,
+                journal::failed(s.conn(), spec.table)?,
+            ))
+        })
         .await?;
+    // A change whose entry failed as it stands is not sent by the next cycle: shown as
+    // failed, not as a push.
+    let failed_as_is = |op: Op, local_id: Option<i64>, id: Option<i64>, values: &[Value]| {
+        let row_values = journal_values(spec, values);
+        failed.iter().find(|e| {
+            e.op == op
+                && e.row_values == row_values
+                && match op {
+                    Op::Create => e.local_id == local_id,
+                    _ => e.upstream_id == id,
+                }
+        })
+    };
+    let show_failed = |plan: &mut Plan, what: String, e: &journal::Entry| {
+        plan.failed.push(format!(
+            "{what}: journal {} failed: {}",
+            e.seq,
+            e.last_error.as_deref().unwrap_or("failed")
+        ));
+    };
     for m in &changes.creates {
-        plan.push_create.push(format!("local_id {}", m.local_id));
+        let what = format!("local_id {}: {}", m.local_id, values_text(spec, &m.values));
+        match failed_as_is(Op::Create, Some(m.local_id), None, &m.values) {
+            Some(e) => show_failed(&mut plan, what, e),
+            None => plan.push_create.push(what),
+        }
     }
     for (m, b) in &changes.updates {
-        let cols = spec.changed_writable(&m.values, &b.values).join(", ");
-        if spec.can_update {
-            plan.push_update
-                .push(format!("local_id {} (id {}): {cols}", m.local_id, b.id));
+        let cols = spec
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.writable && m.values[*i] != b.values[*i])
+            .map(|(i, c)| {
+                format!(
+                    "{}: {} -> {}",
+                    c.name,
+                    value_to_json(&b.values[i]),
+                    value_to_json(&m.values[i])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = format!("local_id {} (id {}): {cols}", m.local_id, b.id);
+        if let Some(e) = failed_as_is(Op::Update, Some(m.local_id), Some(b.id), &m.values) {
+            show_failed(&mut plan, what, e);
+        } else if spec.can_update {
+            plan.push_update.push(what);
         } else {
             plan.notes.push(format!(
                 "local_id {} (id {}): {cols} changed, but {} has no update endpoint; would be rejected",
@@ -43,7 +105,11 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         }
     }
     for b in &changes.deletes {
-        plan.push_delete.push(format!("id {}", b.id));
+        let what = format!("id {}: {}", b.id, values_text(spec, &b.values));
+        match failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values) {
+            Some(e) => show_failed(&mut plan, what, e),
+            None => plan.push_delete.push(what),
+        }
     }
     // Say where a real cycle's guards would stop.
     let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as f64;

@@ -155,5 +155,23 @@ pub struct Plan {
     pub push_update: Vec<String>,
     pub push_delete: Vec<String>,
     pub conflicts: Vec<String>,
+    /// Local changes whose journal entry failed as they stand: not sent by the next cycle.
+    pub failed: Vec<String>,
     pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the next cycle would change anything on either side.
+    pub fn has_changes(&self) -> bool {
+        [
+            &self.pull_insert,
+            &self.pull_update,
+            &self.pull_remove,
+            &self.push_create,
+            &self.push_update,
+            &self.push_delete,
+        ]
+        .iter()
+        .any(|v| !v.is_empty())
+    }
 }

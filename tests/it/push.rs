@@ -2263,3 +2263,64 @@ async fn a_run_ends_with_a_summary_or_one_json_document() {
     assert!(smart["outcome"]["NeedsHuman"].is_string(), "{smart}");
     assert!(!run.stderr.is_empty(), "logs stay on stderr");
 }
+
+/// `plan` shows field-level values and one summary line, answers in JSON, and with
+/// `--detailed-exitcode` says by its code whether the next cycle would change anything. A
+/// change whose entry failed as it stands is shown as failed, never as a push.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_values_a_summary_json_and_detailed_exit_codes() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let quiet = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(quiet.code, 0, "{}", quiet.stdout);
+    assert!(
+        quiet.stdout.contains(
+            "Plan: 0 to create, 0 to update, 0 to delete upstream; 0 new, 0 changed, 0 removed locally; 0 conflicts."
+        ),
+        "{}",
+        quiet.stdout
+    );
+
+    let id = env.upstream_ids(Kind::PhoneNumbers)[1];
+    let before = env.row_json("phone_numbers", id)["description"].clone();
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'planned value' WHERE id = {id}"
+    ));
+    // A smart-number update has no endpoint: it fails, and stays failed.
+    let sid = env.upstream_ids(Kind::SmartNumbers)[0];
+    env.exec(&format!(
+        "UPDATE smart_numbers SET description = 'cannot go' WHERE id = {sid}"
+    ));
+    env.restsync(&["sync", "--once"]).await;
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'planned again' WHERE id = {id}"
+    ));
+    let run = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("description: \"planned value\" -> \"planned again\"")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("failed, not sent: 1"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Plan: 0 to create, 1 to update, 0 to delete upstream"),
+        "{}",
+        run.stdout
+    );
+    let json = env.restsync(&["plan", "--json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let doc: Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+    assert_eq!(doc["summary"]["update"], 1);
+    assert_eq!(doc["summary"]["failed"], 1);
+    assert_eq!(doc["resources"]["smart_numbers"]["push_update"], json!([]));
+    assert_eq!(
+        doc["resources"]["smart_numbers"]["failed"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_ne!(before, json!("planned again"));
+}
