@@ -2299,7 +2299,7 @@ async fn plan_shows_values_a_summary_json_and_detailed_exit_codes() {
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains(&format!("description: \"planned value\" -> \"planned again\"")),
+            .contains("description: \"planned value\" -> \"planned again\""),
         "{}",
         run.stdout
     );
