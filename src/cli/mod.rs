@@ -10,6 +10,7 @@ macro_rules! outln {
     }};
 }
 
+mod check_cmd;
 mod conflicts_cmd;
 mod demo;
 mod journal_cmd;
@@ -71,7 +72,8 @@ pub enum Command {
         #[arg(long, requires = "once")]
         json: bool,
     },
-    /// Validate the configuration and exit (0 valid, 78 invalid, naming every bad key).
+    /// Validate the configuration (78 invalid, naming every bad key), check that the
+    /// database can be written (73 if not), and print when each resource's next walks run.
     Check,
     /// Dry run: fetch upstream and print what a cycle would create, update, delete and
     /// which conflicts it would resolve how. Changes nothing.
@@ -243,15 +245,7 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
             json,
             detailed_exitcode,
         } => sync_cmd::plan(settings, json, detailed_exitcode).await,
-        Command::Check => {
-            outln!(
-                "configuration {} is valid: {} resource(s), database {}",
-                config_path.display(),
-                settings.resources.len(),
-                settings.database_path.display()
-            );
-            exit::OK
-        }
+        Command::Check => check_cmd::run(&config_path, &settings),
         Command::Status { json } => status::run(&settings, json),
         Command::Journal { action, state, limit } => {
             journal_cmd::run(&settings, action, state.as_deref(), limit)

@@ -375,3 +375,36 @@ async fn usage_errors_exit_64_and_help_exits_0() {
         assert!(!run.stdout.is_empty());
     }
 }
+
+/// `check` says whether the database can be written and when the walks run; a database
+/// path that cannot be created fails the check (73) naming the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_tests_the_database_and_prints_the_next_walks() {
+    let env = Env::start(5).await;
+    let run = env.restsync(&["check"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("does not exist yet"), "{}", run.stdout);
+    for name in ["phone_numbers", "addresses", "smart_numbers"] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: next walks")))
+            .unwrap_or_else(|| panic!("{name}: {}", run.stdout));
+        assert_eq!(line.matches("UTC").count(), 3, "{line}");
+    }
+    env.sync_ok().await;
+    let run = env.restsync(&["check"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(": writable"), "{}", run.stdout);
+
+    // The database's directory would have to live inside a regular file.
+    let blocker = env.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").expect("file");
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    let db = env.db_path.display().to_string();
+    let moved = blocker.join("mirror.db").display().to_string();
+    std::fs::write(&env.config, text.replace(&db, &moved)).expect("config");
+    let run = env.restsync(&["check"]).await;
+    assert_eq!(run.code, 73, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("database.path"), "{}", run.stderr);
+}

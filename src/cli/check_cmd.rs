@@ -1,0 +1,81 @@
+//! `restsync check`: the configuration is valid (done by loading it), the database can be
+//! opened for writing (or created), and when each resource's walks will run.
+
+use super::exit;
+use crate::config::Settings;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+pub fn run(config_path: &Path, settings: &Settings) -> i32 {
+    outln!(
+        "configuration {} is valid: {} resource(s)",
+        config_path.display(),
+        settings.resources.len()
+    );
+    let code = match database_writable(&settings.database_path) {
+        Ok(what) => {
+            outln!("database {}: {what}", settings.database_path.display());
+            exit::OK
+        }
+        Err(why) => {
+            eprintln!(
+                "restsync: database {} (database.path): {why}",
+                settings.database_path.display()
+            );
+            exit::CANTCREAT
+        }
+    };
+    for r in &settings.resources {
+        let next: Vec<String> = r
+            .schedule
+            .upcoming(chrono::Utc)
+            .take(3)
+            .map(|t| t.format("%a %Y-%m-%d %H:%M:%S UTC").to_string())
+            .collect();
+        outln!("{}: next walks {}", r.kind.name(), next.join(", "));
+    }
+    code
+}
+
+/// Whether restsync could write the database: an existing one is opened read-write and a
+/// write lock is taken and released; for a new one, its directory must take a file.
+fn database_writable(path: &Path) -> Result<&'static str, String> {
+    if path.exists() {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| format!("cannot be opened for writing: {e}"))?;
+        conn.busy_timeout(Duration::from_secs(2))
+            .map_err(|e| e.to_string())?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| format!("cannot be read: {e}"))?;
+        if version > crate::store::schema_version() as i64 {
+            return Err(format!(
+                "has schema version {version}, newer than this restsync understands ({}); upgrade restsync",
+                crate::store::schema_version()
+            ));
+        }
+        return match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+            Ok(()) => Ok("writable"),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                Ok("writable (another process is writing it now)")
+            }
+            Err(e) => Err(format!("cannot be written: {e}")),
+        };
+    }
+    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("its directory {} cannot be created: {e}", dir.display()))?;
+    let probe = dir.join(format!(".restsync-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("no file can be created in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok("does not exist yet; its directory is writable, the first sync creates it")
+}
