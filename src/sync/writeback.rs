@@ -135,3 +135,6 @@ pub(super) fn adopt_in(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
