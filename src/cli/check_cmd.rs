@@ -29,9 +29,9 @@ pub fn run(config_path: &Path, settings: &Settings) -> i32 {
     for r in &settings.resources {
         let next: Vec<String> = r
             .schedule
-            .upcoming(chrono::Utc)
+            .upcoming(settings.sync.time_zone)
             .take(3)
-            .map(|t| t.format("%a %Y-%m-%d %H:%M:%S UTC").to_string())
+            .map(|t| t.format("%a %Y-%m-%d %H:%M:%S %Z").to_string())
             .collect();
         outln!("{}: next walks {}", r.kind.name(), next.join(", "));
     }

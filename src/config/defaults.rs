@@ -2,6 +2,8 @@
 //! state the same values (a test holds them to it).
 
 pub const SCHEDULE: &str = "0 */5 * * * *";
+/// The zone schedules are read in.
+pub const TIME_ZONE: &str = "UTC";
 pub const PER_PAGE: u32 = 100;
 pub const CONCURRENCY: usize = 4;
 pub const REQUEST_TIMEOUT_SECS: u64 = 30;
@@ -22,6 +24,7 @@ pub const WATCH_INTERVAL_MS: u64 = 500;
 pub fn documented() -> Vec<(&'static str, &'static str, String)> {
     vec![
         ("sync", "schedule", format!("{SCHEDULE:?}")),
+        ("sync", "time_zone", format!("{TIME_ZONE:?}")),
         ("sync", "per_page", PER_PAGE.to_string()),
         ("sync", "concurrency", CONCURRENCY.to_string()),
         ("sync", "request_timeout_secs", REQUEST_TIMEOUT_SECS.to_string()),

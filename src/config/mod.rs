@@ -104,6 +104,8 @@ pub struct ResourceSettings {
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     pub schedule: cron::Schedule,
+    /// The zone every schedule is read in (`0 0 9 * * *` is 09:00 there).
+    pub time_zone: chrono_tz::Tz,
     pub per_page: u32,
     pub concurrency: usize,
     pub request_timeout: Duration,

@@ -81,6 +81,7 @@ pub(super) struct RawResource {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSync {
     pub(super) schedule: Option<String>,
+    pub(super) time_zone: Option<String>,
     pub(super) per_page: Option<u32>,
     pub(super) concurrency: Option<usize>,
     pub(super) request_timeout_secs: Option<u64>,

@@ -245,6 +245,17 @@ fn bad_cron_schedules_are_rejected() {
 }
 
 #[test]
+fn the_time_zone_is_an_iana_name_defaulting_to_utc() {
+    let s = load_str(&format!("{FIRSTLINE}\n[sync]\ntime_zone = \"Asia/Taipei\"\n")).unwrap();
+    assert_eq!(s.sync.time_zone, chrono_tz::Asia::Taipei);
+    assert_eq!(load_str(FIRSTLINE).unwrap().sync.time_zone, chrono_tz::UTC);
+    rejected_naming(
+        &format!("{FIRSTLINE}\n[sync]\ntime_zone = \"Mars/Olympus\"\n"),
+        "sync.time_zone",
+    );
+}
+
+#[test]
 fn unknown_keys_are_rejected_by_name() {
     for (toml, key) in [
         (format!("{FIRSTLINE}\n[sync]\nfoo = 1\n"), "foo"),

@@ -291,6 +291,15 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
     let schedule = parse_schedule(raw.schedule.as_deref().unwrap_or(defaults::SCHEDULE))
         .map_err(|e| problems.push(format!("sync.schedule: {e}")))
         .ok();
+    let zone_name = raw.time_zone.as_deref().unwrap_or(defaults::TIME_ZONE);
+    let time_zone = zone_name
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| {
+            problems.push(format!(
+                "sync.time_zone: {zone_name:?} is not an IANA time zone name (for example \"Europe/Moscow\", \"Asia/Taipei\", \"UTC\")"
+            ))
+        })
+        .ok();
     let per_page = raw.per_page.unwrap_or(defaults::PER_PAGE);
     if !(1..=1000).contains(&per_page) {
         problems.push(format!("sync.per_page: {per_page} is outside 1..=1000"));
@@ -363,6 +372,7 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
     }
     Some(SyncSettings {
         schedule: schedule?,
+        time_zone: time_zone?,
         per_page,
         concurrency,
         request_timeout: Duration::from_secs(timeout),

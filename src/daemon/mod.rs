@@ -140,6 +140,7 @@ async fn start(
             engine: engine.clone(),
             kind: res.kind,
             schedule: res.schedule.clone(),
+            time_zone: settings.sync.time_zone,
             changes: changes.subscribe(),
             push_delay: settings.daemon.push_delay,
             opts,

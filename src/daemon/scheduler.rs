@@ -17,6 +17,8 @@ pub struct Job {
     pub engine: Arc<Engine>,
     pub kind: ResourceKind,
     pub schedule: cron::Schedule,
+    /// The zone the schedule is read in (`sync.time_zone`).
+    pub time_zone: chrono_tz::Tz,
     pub changes: broadcast::Receiver<()>,
     pub push_delay: Duration,
     pub opts: CycleOptions,
@@ -34,13 +36,13 @@ const MAX_FOLLOW_UP: Duration = Duration::from_secs(300);
 /// A walk starting later than this after its tick is logged.
 const LATE_WALK: Duration = Duration::from_secs(1);
 
-/// The first tick of `schedule` strictly after `t` (an hour on, for a schedule that never
-/// fires again).
-fn tick_after(schedule: &cron::Schedule, t: DateTime<Utc>) -> DateTime<Utc> {
+/// The first tick of `schedule`, read in `zone`, strictly after `t` (an hour on, for a
+/// schedule that never fires again).
+fn tick_after(schedule: &cron::Schedule, zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateTime<Utc> {
     schedule
-        .after(&t)
+        .after(&t.with_timezone(&zone))
         .next()
-        .unwrap_or(t + chrono::Duration::hours(1))
+        .map_or(t + chrono::Duration::hours(1), |next| next.with_timezone(&Utc))
 }
 
 fn follow_up(transient: bool, last: Option<Duration>) -> Option<Duration> {
@@ -50,7 +52,7 @@ fn follow_up(transient: bool, last: Option<Duration>) -> Option<Duration> {
 pub async fn run(mut job: Job) {
     let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
     let mut follow = follow_up(job.finished(report, true), None);
-    let mut next_tick = tick_after(&job.schedule, Utc::now());
+    let mut next_tick = tick_after(&job.schedule, job.time_zone, Utc::now());
     // Retries are chased only while they make progress; a stuck entry (a guard, say)
     // waits for the next edit or tick rather than spinning.
     let mut chase_retries = true;
@@ -81,12 +83,16 @@ pub async fn run(mut job: Job) {
                 let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
                 follow = follow_up(job.finished(report, true), None);
                 let now = Utc::now();
-                let skipped = job.schedule.after(&next_tick).take_while(|t| *t <= now).count();
+                let skipped = job
+                    .schedule
+                    .after(&next_tick.with_timezone(&job.time_zone))
+                    .take_while(|t| t.with_timezone(&Utc) <= now)
+                    .count();
                 if skipped > 0 {
                     tracing::warn!(resource = %job.kind, skipped,
                         "scheduled walks skipped: the last walk overran their ticks (the next one runs on schedule)");
                 }
-                next_tick = tick_after(&job.schedule, now);
+                next_tick = tick_after(&job.schedule, job.time_zone, now);
                 chase_retries = true;
             }
             changed = job.changes.recv() => {
@@ -139,6 +145,31 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_are_read_in_the_configured_zone() {
+        let nine = crate::config::parse_schedule("0 9 * * *").unwrap();
+        let t: DateTime<Utc> = "2026-11-30T00:30:00Z".parse().unwrap();
+        assert_eq!(
+            tick_after(&nine, chrono_tz::Asia::Taipei, t),
+            "2026-11-30T01:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+            "09:00 in Taipei is 01:00 UTC"
+        );
+        assert_eq!(
+            tick_after(&nine, chrono_tz::UTC, t),
+            "2026-11-30T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        // Daylight saving: 09:00 in New York is 13:00 UTC in summer, 14:00 in winter.
+        let july: DateTime<Utc> = "2026-07-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            tick_after(&nine, chrono_tz::America::New_York, july),
+            "2026-07-01T13:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            tick_after(&nine, chrono_tz::America::New_York, t),
+            "2026-11-30T14:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
 
     #[test]
     fn follow_up_passes_back_off_while_work_stays_transient_and_stop_when_it_clears() {
