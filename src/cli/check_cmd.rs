@@ -7,7 +7,60 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
-pub fn run(config_path: &Path, settings: &Settings) -> i32 {
+pub async fn run(config_path: &Path, settings: Settings, online: bool) -> i32 {
+    let code = offline(config_path, &settings);
+    if !online {
+        return code;
+    }
+    let probed = probe(settings).await;
+    if code == exit::OK {
+        probed
+    } else {
+        code
+    }
+}
+
+/// With `--online`: one request per resource, so a wrong URL or token shows before the
+/// first sync does. 65 when upstream refuses (a token, a filter), 75 when it cannot be
+/// reached now.
+async fn probe(settings: Settings) -> i32 {
+    let settings = std::sync::Arc::new(settings);
+    let store = match crate::store::Store::open_in_memory() {
+        Ok(s) => crate::store::AsyncStore::new(s),
+        Err(e) => {
+            eprintln!("restsync: {e}");
+            return exit::FATAL;
+        }
+    };
+    let engine = match crate::sync::Engine::new(settings.clone(), store) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("restsync: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let (mut refused, mut unreachable) = (false, false);
+    for kind in engine.resources() {
+        match engine.probe(kind).await {
+            Some(Ok(total)) => outln!("{}: upstream answers ({total} records)", kind.name()),
+            Some(Err(e)) => {
+                eprintln!("restsync: {}: {e}", kind.name());
+                match e.is_retryable() {
+                    true => unreachable = true,
+                    false => refused = true,
+                }
+            }
+            None => {}
+        }
+    }
+    match (refused, unreachable) {
+        (true, _) => exit::DATA,
+        (false, true) => exit::TEMPFAIL,
+        (false, false) => exit::OK,
+    }
+}
+
+fn offline(config_path: &Path, settings: &Settings) -> i32 {
     outln!(
         "configuration {} is valid: {} resource(s)",
         config_path.display(),

@@ -74,7 +74,12 @@ pub enum Command {
     },
     /// Validate the configuration (78 invalid, naming every bad key), check that the
     /// database can be written (73 if not), and print when each resource's next walks run.
-    Check,
+    Check {
+        /// Also ask each upstream for one record: 65 if it refuses (token, filter), 75 if
+        /// it cannot be reached.
+        #[arg(long)]
+        online: bool,
+    },
     /// Dry run: fetch upstream and print what a cycle would create, update, delete and
     /// which conflicts it would resolve how. Changes nothing.
     Plan {
@@ -245,7 +250,7 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
             json,
             detailed_exitcode,
         } => sync_cmd::plan(settings, json, detailed_exitcode).await,
-        Command::Check => check_cmd::run(&config_path, &settings),
+        Command::Check { online } => check_cmd::run(&config_path, settings, online).await,
         Command::Status { json } => status::run(&settings, json),
         Command::Journal { action, state, limit } => {
             journal_cmd::run(&settings, action, state.as_deref(), limit)

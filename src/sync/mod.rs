@@ -208,6 +208,13 @@ impl Engine {
         )
     }
 
+    /// Asks upstream for the first record of `kind` (one request, no retries): whether the
+    /// URL, token and filters work. Returns how many records upstream says it holds.
+    pub async fn probe(&self, kind: ResourceKind) -> Option<Result<u64, UpstreamError>> {
+        let api = self.apis.get(&kind)?;
+        Some(api.list_page(1, 1, &[]).await.map(|page| page.total))
+    }
+
     /// How long until the earliest journal retry of `kind` is due.
     pub async fn next_retry_in(&self, kind: ResourceKind) -> Option<std::time::Duration> {
         let resource = kind.name();

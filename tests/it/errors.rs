@@ -408,3 +408,50 @@ async fn check_tests_the_database_and_prints_the_next_walks() {
     assert_eq!(run.code, 73, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("database.path"), "{}", run.stderr);
 }
+
+/// `check --online` asks each upstream for one record: 0 when all answer, 65 when one
+/// refuses (a wrong token), 75 when one cannot be reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_online_asks_each_upstream() {
+    let env = Env::start(5).await;
+    let run = env.restsync(&["check", "--online"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for name in ["phone_numbers", "addresses", "smart_numbers"] {
+        assert!(
+            run.stdout
+                .contains(&format!("{name}: upstream answers (5 records)")),
+            "{}",
+            run.stdout
+        );
+    }
+    let run = env
+        .restsync_env(
+            &["check", "--online"],
+            &[("RESTSYNC_UPSTREAMS__FIRSTLINE__TOKEN", "wrong-token")],
+        )
+        .await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("phone_numbers") && run.stderr.contains("401"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("smart_numbers: upstream answers"),
+        "{}",
+        run.stdout
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let run = env
+        .restsync_env(
+            &["check", "--online"],
+            &[(
+                "RESTSYNC_UPSTREAMS__PLUSOFON__BASE_URL",
+                &format!("http://127.0.0.1:{port}"),
+            )],
+        )
+        .await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+}
