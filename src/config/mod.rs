@@ -179,6 +179,35 @@ pub fn load_with_env(
             message: "no such file (pass --config PATH or set RESTSYNC_CONFIG)".into(),
         });
     }
+    // Config keys set by the environment, so a problem with one names the variable, not
+    // the file: `RESTSYNC_SYNC__PER_PAGE` is `sync.per_page`.
+    let from_env: Vec<(String, String)> = env
+        .keys()
+        .filter_map(|name| {
+            let key = name.strip_prefix("RESTSYNC_")?.to_lowercase().replace("__", ".");
+            Some((key, name.clone()))
+        })
+        .collect();
+    let blame = |e: ConfigError| match e {
+        ConfigError::Invalid { path, problems } => ConfigError::Invalid {
+            path,
+            problems: problems
+                .into_iter()
+                .map(|p| {
+                    let by_env = from_env.iter().find(|(key, _)| {
+                        p.starts_with(&format!("{key}:")) || p.contains(&format!("`{key}`"))
+                    });
+                    match by_env {
+                        Some((_, name)) => {
+                            format!("{p} (set by the environment variable {name}, not the file)")
+                        }
+                        None => p,
+                    }
+                })
+                .collect(),
+        },
+        other => other,
+    };
     let raw: RawConfig = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -189,11 +218,13 @@ pub fn load_with_env(
         )
         .build()
         .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: vec![e.to_string()],
+        .map_err(|e| {
+            blame(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: vec![e.to_string()],
+            })
         })?;
-    validate::validate(path, raw)
+    validate::validate(path, raw).map_err(blame)
 }
 
 #[cfg(test)]

@@ -245,6 +245,29 @@ fn bad_cron_schedules_are_rejected() {
 }
 
 #[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restsync.toml");
+    std::fs::write(&path, FIRSTLINE).unwrap();
+    for (value, expected) in [("5000", "outside 1..=1000"), ("abc", "integer")] {
+        let env = [("RESTSYNC_SYNC__PER_PAGE".to_string(), value.to_string())].into();
+        let message = load_with_env(&path, env).err().expect("invalid").to_string();
+        assert!(
+            message.contains(expected) && message.contains("environment variable RESTSYNC_SYNC__PER_PAGE"),
+            "{message}"
+        );
+    }
+    // A problem in the file is not blamed on an unrelated variable.
+    std::fs::write(&path, format!("{FIRSTLINE}\n[sync]\nconcurrency = 0\n")).unwrap();
+    let env = [("RESTSYNC_SYNC__PER_PAGE".to_string(), "10".to_string())].into();
+    let message = load_with_env(&path, env).err().expect("invalid").to_string();
+    assert!(
+        message.contains("sync.concurrency") && !message.contains("environment variable"),
+        "{message}"
+    );
+}
+
+#[test]
 fn the_time_zone_is_an_iana_name_defaulting_to_utc() {
     let s = load_str(&format!("{FIRSTLINE}\n[sync]\ntime_zone = \"Asia/Taipei\"\n")).unwrap();
     assert_eq!(s.sync.time_zone, chrono_tz::Asia::Taipei);
