@@ -35,7 +35,16 @@ pub fn run(settings: &Settings, action: Option<JournalAction>, state: Option<&st
     let result = match action {
         None => list(&store, state, limit),
         Some(JournalAction::Retry { seq, all }) => retry(&mut store, seq, all),
-        Some(JournalAction::Drop { seq, yes }) => drop_entry(&mut store, seq, yes),
+        Some(JournalAction::Drop {
+            seq: Some(seq), yes, ..
+        }) => drop_entry(&mut store, seq, yes),
+        Some(JournalAction::Drop {
+            seq: None,
+            resource,
+            state,
+            yes,
+            ..
+        }) => drop_all(&mut store, resource.as_deref(), state.as_deref(), yes),
     };
     match result {
         Ok(code) => code,
@@ -189,5 +198,68 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         Ok(())
     })?;
     outln!("dropped journal entry {seq}: {effect}");
+    Ok(exit::OK)
+}
+
+/// `journal drop --all`: every queued or failed entry (of a resource, in a state) given up
+/// at once, each as `journal drop <seq>` would (undo of a guarded mass delete, say).
+fn drop_all(
+    store: &mut Store,
+    resource: Option<&str>,
+    state: Option<&str>,
+    yes: bool,
+) -> Result<i32, StoreError> {
+    if let Some(name) = resource {
+        if ResourceKind::from_name(name).is_none() {
+            eprintln!(
+                "restsync: --resource {name}: no such resource (phone_numbers, addresses, smart_numbers)"
+            );
+            return Ok(exit::USAGE);
+        }
+    }
+    let state = match state {
+        None => None,
+        Some("pending") => Some(StoredState::Pending),
+        Some("failed") => Some(StoredState::Failed),
+        Some(other) => {
+            eprintln!("restsync: --state {other}: only pending or failed entries can be dropped");
+            return Ok(exit::USAGE);
+        }
+    };
+    let droppable = journal::Event::Supersede.allowed_from(journal::Actor::Person);
+    let mut entries = Vec::new();
+    for kind in ResourceKind::ALL {
+        if resource.is_some_and(|r| r != kind.name()) {
+            continue;
+        }
+        entries.extend(
+            journal::active(store.conn(), kind.name())?
+                .into_iter()
+                .filter(|e| droppable.contains(&e.stage) && state.is_none_or(|s| e.state == s)),
+        );
+    }
+    if entries.is_empty() {
+        outln!("no journal entries to drop");
+        return Ok(exit::OK);
+    }
+    if !yes {
+        eprintln!(
+            "restsync: dropping {} journal entr{} would restore their rows from the last state known upstream \
+             (and delete rows never created); pass --yes to confirm",
+            entries.len(),
+            if entries.len() == 1 { "y" } else { "ies" }
+        );
+        return Ok(exit::DATA);
+    }
+    let mut dropped = 0;
+    for e in entries {
+        if drop_entry(store, e.seq, true)? == exit::OK {
+            dropped += 1;
+        }
+    }
+    outln!(
+        "dropped {dropped} journal entr{}",
+        if dropped == 1 { "y" } else { "ies" }
+    );
     Ok(exit::OK)
 }

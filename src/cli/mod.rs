@@ -181,7 +181,17 @@ pub enum JournalAction {
     /// deletes the local row.
     Drop {
         /// Journal entry (seq).
-        seq: i64,
+        #[arg(required_unless_present = "all")]
+        seq: Option<i64>,
+        /// Every entry that can be dropped (queued or failed; add --resource, --state).
+        #[arg(long, conflicts_with = "seq")]
+        all: bool,
+        /// With --all: only this resource's entries.
+        #[arg(long, requires = "all")]
+        resource: Option<String>,
+        /// With --all: only entries in this state (pending or failed).
+        #[arg(long, requires = "all")]
+        state: Option<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,

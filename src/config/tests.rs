@@ -251,7 +251,10 @@ fn a_bad_value_from_the_environment_names_the_variable() {
     std::fs::write(&path, FIRSTLINE).unwrap();
     for (value, expected) in [("5000", "outside 1..=1000"), ("abc", "integer")] {
         let env = [("RESTSYNC_SYNC__PER_PAGE".to_string(), value.to_string())].into();
-        let message = load_with_env(&path, env).map(|_| ()).expect_err("invalid").to_string();
+        let message = load_with_env(&path, env)
+            .map(|_| ())
+            .expect_err("invalid")
+            .to_string();
         assert!(
             message.contains(expected) && message.contains("environment variable RESTSYNC_SYNC__PER_PAGE"),
             "{message}"
@@ -260,7 +263,10 @@ fn a_bad_value_from_the_environment_names_the_variable() {
     // A problem in the file is not blamed on an unrelated variable.
     std::fs::write(&path, format!("{FIRSTLINE}\n[sync]\nconcurrency = 0\n")).unwrap();
     let env = [("RESTSYNC_SYNC__PER_PAGE".to_string(), "10".to_string())].into();
-    let message = load_with_env(&path, env).map(|_| ()).expect_err("invalid").to_string();
+    let message = load_with_env(&path, env)
+        .map(|_| ())
+        .expect_err("invalid")
+        .to_string();
     assert!(
         message.contains("sync.concurrency") && !message.contains("environment variable"),
         "{message}"

@@ -2324,3 +2324,52 @@ async fn plan_shows_values_a_summary_json_and_detailed_exit_codes() {
     );
     assert_ne!(before, json!("planned again"));
 }
+
+/// Undo at scale: after a guarded mass delete, `journal drop --all --resource R --yes`
+/// gives every held delete up and brings the rows back; nothing is deleted upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_drop_all_undoes_a_guarded_mass_delete() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let before = env.count("SELECT count(*) FROM addresses");
+    env.exec("DELETE FROM addresses WHERE local_id > 2");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "the guard holds the deletes: {}", run.stderr);
+    let held = env.count(
+        "SELECT count(*) FROM journal WHERE resource = 'addresses' AND op = 'delete' AND state = 'pending'",
+    );
+    assert_eq!(held, before - 2);
+
+    let unconfirmed = env
+        .restsync(&["journal", "drop", "--all", "--resource", "addresses"])
+        .await;
+    assert_eq!(unconfirmed.code, 65, "{}", unconfirmed.stderr);
+    assert!(unconfirmed.stderr.contains("--yes"), "{}", unconfirmed.stderr);
+    let bad = env
+        .restsync(&["journal", "drop", "--all", "--state", "done", "--yes"])
+        .await;
+    assert_eq!(bad.code, 64, "{}", bad.stderr);
+
+    let run = env
+        .restsync(&[
+            "journal",
+            "drop",
+            "--all",
+            "--resource",
+            "addresses",
+            "--state",
+            "pending",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("dropped {held} journal entries")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.count("SELECT count(*) FROM addresses"), before);
+    env.sync_ok().await;
+    assert_eq!(env.control.count(Kind::Addresses) as i64, before);
+    env.assert_converged();
+}
