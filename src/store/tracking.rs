@@ -118,6 +118,13 @@ fn triggers(table: &str) -> Vec<(String, String)> {
 /// had them, edits may have gone unrecorded meanwhile: the next push pass compares every
 /// row with its base.
 pub fn install_triggers(conn: &Connection, tables: &[&str]) -> Result<()> {
+    // The counter row the triggers bump (and a daemon watches); someone may have deleted it.
+    let restored = conn.execute("INSERT OR IGNORE INTO change_tracking (singleton) VALUES (1)", [])?;
+    if restored > 0 {
+        tracing::warn!(
+            "change_tracking was emptied; restored, and every row is compared with its base on the next push"
+        );
+    }
     let mut wrong = Vec::new();
     for table in tables {
         for (name, sql) in triggers(table) {

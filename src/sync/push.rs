@@ -76,15 +76,26 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
     let (delete_count, base_count) = ctx.db.call(move |s| enqueue(s, spec, &scope)).await?;
     let mut outcome = Outcome::Ok;
     let fraction = ctx.settings.sync.max_delete_fraction;
-    let guard_deletes =
-        delete_count > 0 && delete_count as f64 > fraction * base_count as f64 && !ctx.opts.allow_mass_delete;
-    if guard_deletes {
-        outcome = Outcome::NeedsHuman(format!(
-            "{}: {delete_count} of {base_count} rows were deleted locally, more than sync.max_delete_fraction ({fraction}); \
-             the deletes were not pushed. If that is intended, run `restsync sync --once --allow-mass-delete`; \
-             otherwise restore the rows (`restsync journal drop <seq>` restores one from its base snapshot)",
+    let guard_deletes = delete_count > 0 && delete_count as f64 > fraction * base_count as f64;
+    if delete_count > 0 && ctx.opts.allow_mass_delete {
+        // A person said yes: deletes held by earlier runs go out with the rest.
+        ctx.db
+            .call(move |s| s.write(|tx| journal::release_held_deletes(tx, spec.table)))
+            .await?;
+    } else if guard_deletes {
+        let why = format!(
+            "{delete_count} of {base_count} rows were deleted locally, more than sync.max_delete_fraction ({fraction}); \
+             if that is intended, run `restsync sync --once --allow-mass-delete`; otherwise restore the rows \
+             (`restsync journal drop --all --resource {} --state failed --yes` restores them from their base snapshots)",
             spec.table
-        ));
+        );
+        let message = format!("{}: {why}", spec.table);
+        // Held until a person decides: the refusal does not lift by itself when the
+        // resource grows (creates pushed meanwhile) or a later run sees a smaller fraction.
+        ctx.db
+            .call(move |s| s.write(|tx| journal::hold_deletes(tx, spec.table, &why)))
+            .await?;
+        outcome = Outcome::NeedsHuman(message);
     }
     let mut stats = PushStats::default();
     let resource = spec.table;
@@ -102,9 +113,7 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let runnable = page
-            .into_iter()
-            .filter(|e| !(guard_deletes && e.op == Op::Delete));
+        let runnable = page.into_iter();
         let mut results = futures::stream::iter(runnable)
             .map(|e| execute(ctx, e))
             .buffer_unordered(ctx.settings.sync.concurrency);

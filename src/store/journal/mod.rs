@@ -301,14 +301,57 @@ pub fn has_active(conn: &Connection, resource: &str) -> Result<bool> {
         .query_row([resource], |r| r.get(0))?)
 }
 
-/// Deletes waiting to be sent: what the mass-delete guard weighs.
+/// How a delete held by the mass-delete guard starts its `last_error`.
+pub const HELD_BY_GUARD: &str = "held by the mass-delete guard";
+
+/// Deletes waiting to be sent, those the guard holds included: what the guard weighs. (Held
+/// ones count, so the guard does not lift by itself when the resource grows meanwhile.)
 pub fn waiting_deletes(conn: &Connection, resource: &str) -> Result<usize> {
     let n: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM journal WHERE resource = ?1 AND op = 'delete' AND state = 'pending' AND outcome IS NULL",
+            "SELECT count(*) FROM journal WHERE resource = ?1 AND op = 'delete' AND \
+             ((state = 'pending' AND outcome IS NULL) OR (state = 'failed' AND attempts = 0 AND last_error LIKE ?2 || '%'))",
         )?
-        .query_row([resource], |r| r.get(0))?;
+        .query_row(params![resource, HELD_BY_GUARD], |r| r.get(0))?;
     Ok(n as usize)
+}
+
+/// The guard refused the resource's waiting deletes: they are held (failed, for a person)
+/// until `sync --once --allow-mass-delete` or `journal drop`. Returns how many were held now.
+pub fn hold_deletes(conn: &Connection, resource: &str, why: &str) -> Result<usize> {
+    let seqs: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM journal WHERE resource = ?1 AND op = 'delete' AND state = 'pending' AND outcome IS NULL",
+        )?
+        .query_map([resource], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let error = format!("{HELD_BY_GUARD}: {why}");
+    for seq in &seqs {
+        advance(
+            conn,
+            *seq,
+            &Event::Reject {
+                status: None,
+                error: &error,
+            },
+        )?;
+    }
+    Ok(seqs.len())
+}
+
+/// A person allowed the mass delete (`--allow-mass-delete`): held deletes are sendable again.
+pub fn release_held_deletes(conn: &Connection, resource: &str) -> Result<usize> {
+    let seqs: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM journal WHERE resource = ?1 AND op = 'delete' AND state = 'failed' \
+             AND attempts = 0 AND last_error LIKE ?2 || '%'",
+        )?
+        .query_map(params![resource, HELD_BY_GUARD], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for seq in &seqs {
+        lifecycle::apply(conn, *seq, &Event::PersonRetry, Actor::Person)?;
+    }
+    Ok(seqs.len())
 }
 
 pub fn list(conn: &Connection, state: Option<StoredState>, limit: i64) -> Result<Vec<Entry>> {
