@@ -203,7 +203,32 @@ fn journal_changes(
         // changes may be a new row that reused the deleted row's local_id.
         let id_typed_in = row.id.is_some_and(|id| id != b.id);
         let id_cleared_only = row.id.is_none() && spec.changed_writable(&row.values, &b.values).is_empty();
-        if id_typed_in || id_cleared_only {
+        // The row now holds another known record whose own row is gone: either this row's
+        // id was changed to it, or that row was moved onto this one (an OR REPLACE does
+        // either). The mirror cannot tell which; guessing would overwrite or delete the
+        // wrong record upstream.
+        let taken_over = match row.id {
+            Some(other) if other != b.id => mirror::base_by_id(tx, spec, other)?
+                .and_then(|o| o.local_id)
+                .filter(|&owner| owner != local_id)
+                .map(|owner| (other, owner)),
+            _ => None,
+        };
+        if let Some((other, owner)) = taken_over {
+            let t = spec.table;
+            id_edited.insert(
+                local_id,
+                format!(
+                    "{t} local_id {local_id}: now holds id {other}, the record of local_id {owner} (no longer in the mirror), \
+                     and record {}'s row is gone: restsync cannot tell whether this row's id was changed or row {owner} was \
+                     moved onto it (an OR REPLACE does either); nothing was pushed for ids {} and {other}. If this row is \
+                     record {}: UPDATE {t} SET id = {} WHERE local_id = {local_id}. If it is record {other} moved here: \
+                     UPDATE {t} SET local_id = (SELECT max(local_id) + 1 FROM {t}) WHERE local_id = {local_id} (record {} \
+                     is then deleted upstream)",
+                    b.id, b.id, b.id, b.id, b.id
+                ),
+            );
+        } else if id_typed_in || id_cleared_only {
             let now = row.id.map_or("NULL".to_string(), |i| i.to_string());
             id_edited.insert(
                 local_id,
@@ -236,7 +261,25 @@ fn journal_changes(
         });
     }
     for (m, b) in &changes.updates {
-        let rejected = if !spec.can_update {
+        // The record's row moved: its id now sits in another row while the row that held it
+        // is still there (ids swapped between rows, say). Pushing would overwrite the record
+        // with another row's values.
+        let moved_from = match b.local_id {
+            Some(owner) if owner != m.local_id => mirror::mirror_by_local_id(tx, spec, owner)?.map(|_| owner),
+            _ => None,
+        };
+        let rejected = if let Some(reason) = id_edited.get(&m.local_id) {
+            Some(reason.clone())
+        } else if let Some(owner) = moved_from {
+            Some(format!(
+                "{t} local_id {l}: holds id {id}, which belongs to the row local_id {owner}; ids are upstream's and cannot \
+                 move between rows, so nothing was pushed for id {id}. Put each row's id back (row {owner} has id {id} \
+                 upstream); to change what a record holds, edit its values instead",
+                t = spec.table,
+                l = m.local_id,
+                id = b.id
+            ))
+        } else if !spec.can_update {
             Some(format!(
                 "{} local_id {} (id {}): {} changed locally, but the upstream has no update endpoint, so the change cannot be pushed. \
                  Revert the row, or delete it and insert a new row to replace the record",

@@ -197,3 +197,123 @@ fn deleting_a_row_whose_id_was_cleared_sends_the_refused_delete() {
         Stage::Superseded
     );
 }
+
+fn due_ops(store: &mut Store) -> Vec<(Op, Option<i64>)> {
+    let mut ops: Vec<(Op, Option<i64>)> = run(store, phones(), &[])
+        .iter()
+        .map(|e| (e.op, e.upstream_id))
+        .collect();
+    ops.sort_by_key(|(op, id)| (op.as_str(), *id));
+    ops
+}
+
+fn failed_errors(store: &Store) -> Vec<String> {
+    journal::failed(store.conn(), "phone_numbers")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.last_error.unwrap_or_default())
+        .collect()
+}
+
+/// Ids swapped between two rows: pushing would overwrite each record with the other's
+/// values. Nothing is sent, both rows are named; putting the ids back settles it.
+#[test]
+fn ids_swapped_between_rows_push_nothing() {
+    let mut store = Store::open_in_memory().unwrap();
+    let a = synced(&mut store, phones(), 10, &phone_row("a"));
+    let b = synced(&mut store, phones(), 11, &phone_row("b"));
+    store
+        .person()
+        .execute_batch(&format!(
+            "UPDATE phone_numbers SET id = NULL WHERE local_id = {a};
+             UPDATE phone_numbers SET id = 10 WHERE local_id = {b};
+             UPDATE phone_numbers SET id = 11 WHERE local_id = {a};"
+        ))
+        .unwrap();
+    assert!(due_ops(&mut store).is_empty());
+    let errors = failed_errors(&store);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().all(|e| e.contains("cannot move between rows")),
+        "{errors:?}"
+    );
+    store
+        .person()
+        .execute_batch(&format!(
+            "UPDATE phone_numbers SET id = NULL WHERE local_id = {a};
+             UPDATE phone_numbers SET id = 11 WHERE local_id = {b};
+             UPDATE phone_numbers SET id = 10 WHERE local_id = {a};"
+        ))
+        .unwrap();
+    assert!(due_ops(&mut store).is_empty());
+    assert!(failed_errors(&store).is_empty(), "settled once the ids are back");
+}
+
+/// `UPDATE OR REPLACE ... SET id` onto another row's id deletes that row: the mirror then
+/// cannot say whether this row's id changed or the other row moved here. Nothing is sent
+/// until a person says which; each way then sends what it means.
+#[test]
+fn a_row_taken_over_by_or_replace_pushes_nothing_until_a_person_says_which() {
+    for fix in ["id back", "moved"] {
+        let mut store = Store::open_in_memory().unwrap();
+        let a = synced(&mut store, phones(), 10, &phone_row("a"));
+        let _b = synced(&mut store, phones(), 11, &phone_row("b"));
+        store
+            .person()
+            .execute(
+                &format!("UPDATE OR REPLACE phone_numbers SET id = 11 WHERE local_id = {a}"),
+                [],
+            )
+            .unwrap();
+        assert!(due_ops(&mut store).is_empty(), "{fix}");
+        let errors = failed_errors(&store);
+        assert!(
+            !errors.is_empty() && errors.iter().all(|e| e.contains("cannot tell")),
+            "{errors:?}"
+        );
+        match fix {
+            "id back" => {
+                store
+                    .person()
+                    .execute(
+                        &format!("UPDATE phone_numbers SET id = 10 WHERE local_id = {a}"),
+                        [],
+                    )
+                    .unwrap();
+                // Row a is record 10 again; record 11's row was deleted by the REPLACE.
+                assert_eq!(due_ops(&mut store), vec![(Op::Delete, Some(11))]);
+            }
+            _ => {
+                store
+                    .person()
+                    .execute(
+                        &format!("UPDATE phone_numbers SET local_id = (SELECT max(local_id) + 1 FROM phone_numbers) WHERE local_id = {a}"),
+                        [],
+                    )
+                    .unwrap();
+                // The row is record 11 (with a's values); record 10 lost its row.
+                assert_eq!(
+                    due_ops(&mut store),
+                    vec![(Op::Delete, Some(10)), (Op::Update, Some(11))]
+                );
+            }
+        }
+        assert!(failed_errors(&store).is_empty(), "{fix}: settled");
+    }
+}
+
+/// `INSERT OR REPLACE` of a record under a new local_id (an upsert by id) is an update.
+#[test]
+fn a_record_inserted_again_under_a_new_local_id_is_an_update() {
+    let mut store = Store::open_in_memory().unwrap();
+    synced(&mut store, phones(), 10, &phone_row("a"));
+    store
+        .person()
+        .execute(
+            "INSERT OR REPLACE INTO phone_numbers (local_id, id, contact_id, type, number, description, profile_id) \
+             VALUES (99, 10, 1935038, 2, '0912', 'upserted', 7)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(due_ops(&mut store), vec![(Op::Update, Some(10))]);
+}
