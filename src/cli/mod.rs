@@ -237,6 +237,10 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("restsync: {e}");
+                    // `sync --once --json` answers with one JSON document whatever happens.
+                    if matches!(command, Command::Sync { json: true, .. }) {
+                        outln!("{}", summary::json_error(exit::CONFIG, &e.to_string()));
+                    }
                     return exit::CONFIG;
                 }
             };

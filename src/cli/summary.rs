@@ -65,6 +65,13 @@ pub fn lines(report: &CycleReport, code: i32) -> Vec<String> {
     out
 }
 
+/// The JSON document of a run that could not start a cycle (bad configuration, another
+/// process holding the database).
+pub fn json_error(code: i32, error: &str) -> String {
+    let doc = serde_json::json!({ "exit_code": code, "error": error, "resources": [] });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
 /// The cycle report as one JSON document; `code` is the run's exit code.
 pub fn json(report: &CycleReport, code: i32) -> String {
     let doc = serde_json::json!({

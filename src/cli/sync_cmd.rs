@@ -43,7 +43,18 @@ pub async fn run(
     };
     let lock = match super::writer_lock_async(&settings.database_path).await {
         Ok(lock) => lock,
-        Err(code) => return code,
+        Err(code) => {
+            if json {
+                outln!(
+                    "{}",
+                    super::summary::json_error(
+                        code,
+                        "another restsync process holds the database (see stderr)"
+                    )
+                );
+            }
+            return code;
+        }
     };
     let code = if once {
         // SIGTERM/SIGINT stop a one-shot run the same way: no request starts after the
@@ -72,7 +83,15 @@ pub async fn run(
                 }
                 code
             }
-            Err(code) => code,
+            Err(code) => {
+                if json {
+                    outln!(
+                        "{}",
+                        super::summary::json_error(code, "the database could not be opened (see stderr)")
+                    );
+                }
+                code
+            }
         }
     } else {
         crate::daemon::run(

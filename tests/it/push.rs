@@ -2275,6 +2275,18 @@ async fn a_run_ends_with_a_summary_or_one_json_document() {
     assert_eq!(smart["pushed"]["failed"], 1);
     assert!(smart["outcome"]["NeedsHuman"].is_string(), "{smart}");
     assert!(!run.stderr.is_empty(), "logs stay on stderr");
+
+    // A run that cannot start a cycle still answers with one JSON document.
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(&env.config, format!("{text}\n[bogus]\nkey = 1\n")).expect("config");
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("one JSON document on stdout");
+    assert_eq!(doc["exit_code"], 78);
+    assert!(
+        doc["error"].as_str().is_some_and(|e| e.contains("bogus")),
+        "{doc}"
+    );
 }
 
 /// `plan` shows field-level values and one summary line, answers in JSON, and with
