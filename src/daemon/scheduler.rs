@@ -2,7 +2,9 @@
 //! shortly after local edits and when a journal retry falls due. One task per resource,
 //! so its cycles never overlap. The next tick is kept across push passes, so a pass never
 //! costs a walk: a tick that fell inside a pass runs as soon as the pass ends. A walk that
-//! overran its slot skips the ticks it covered (once, not as a burst) and says so.
+//! overran its slot skips the ticks it covered (once, not as a burst) and says so. A walk
+//! that failed for a reason that may pass (a locked database, upstream down) is tried
+//! again after 2 s, doubling up to 5 min, not only at the next tick.
 
 use super::{notify, Health};
 use crate::resources::ResourceKind;
@@ -49,8 +51,18 @@ fn follow_up(transient: bool, last: Option<Duration>) -> Option<Duration> {
     transient.then(|| last.map_or(FIRST_FOLLOW_UP, |d| (d * 2).min(MAX_FOLLOW_UP)))
 }
 
+/// Whether a full cycle's walk itself failed for a reason that may pass (a locked
+/// database, an unreachable upstream): then the walk is tried again with backoff rather
+/// than at the next tick.
+fn walk_failed(report: &Option<ResourceReport>) -> bool {
+    report
+        .as_ref()
+        .is_some_and(|r| r.pulled.is_none() && matches!(r.outcome, Outcome::Transient(_)))
+}
+
 pub async fn run(mut job: Job) {
     let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
+    let mut walk_again = follow_up(walk_failed(&report), None);
     let mut follow = follow_up(job.finished(report, true), None);
     let mut next_tick = tick_after(&job.schedule, job.time_zone, Utc::now());
     // Retries are chased only while they make progress; a stuck entry (a guard, say)
@@ -70,6 +82,7 @@ pub async fn run(mut job: Job) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let until_walk_again = walk_again.map(|d| d.min(until_tick));
         tokio::select! {
             // A due walk goes first: a stream of local edits never starves it.
             biased;
@@ -81,6 +94,7 @@ pub async fn run(mut job: Job) {
                         "scheduled walk runs late: its tick fell while a push pass ran");
                 }
                 let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
+                walk_again = follow_up(walk_failed(&report), None);
                 follow = follow_up(job.finished(report, true), None);
                 let now = Utc::now();
                 let skipped = job
@@ -107,6 +121,15 @@ pub async fn run(mut job: Job) {
                 while job.changes.try_recv().is_ok() {}
                 let report = job.engine.run_push_pass(job.kind, job.opts).await;
                 follow = follow_up(job.finished(report, false), None);
+                chase_retries = true;
+            }
+            // The last walk failed for a reason that may have passed: try it again (the
+            // schedule's next tick stays where it is).
+            _ = async { tokio::time::sleep(until_walk_again.unwrap_or_default()).await }, if until_walk_again.is_some() => {
+                tracing::info!(resource = %job.kind, "walking again after a failure that may have passed");
+                let report = job.engine.run_resource_cycle(job.kind, job.opts).await;
+                walk_again = follow_up(walk_failed(&report), walk_again);
+                follow = follow_up(job.finished(report, true), None);
                 chase_retries = true;
             }
             _ = async { tokio::time::sleep(until_retry.unwrap_or_default()).await }, if until_retry.is_some() => {

@@ -673,3 +673,57 @@ async fn a_push_pass_between_walks_keeps_upstream_changes_made_since_the_last_wa
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// A walk that failed for a reason that passes (here upstream answering 500 to everything)
+/// is tried again within seconds once it has passed, not at the next tick (a year away).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_walk_that_failed_transiently_is_tried_again_without_waiting_for_the_tick() {
+    let env = Env::start(10).await;
+    env.write_config(
+        "schedule = \"0 0 0 1 1 *\"",
+        "[daemon]\npush_delay_ms = 200\nwatch_interval_ms = 100\nshutdown_grace_secs = 5\n",
+    );
+    env.control.set_faults(restsync::sandbox::Faults {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_reload, reload_rx) = tokio::sync::mpsc::channel(1);
+    let service = tokio::spawn(restsync::daemon::run(
+        env.config.clone(),
+        settings,
+        restsync::sync::CycleOptions::default(),
+        restsync::daemon::Control {
+            shutdown: shutdown.clone(),
+            reload: reload_rx,
+        },
+    ));
+    eventually(Duration::from_secs(30), "the first walk fails", || {
+        env.db_path.exists()
+            && env
+                .db()
+                .query_row(
+                    "SELECT count(*) FROM sync_state WHERE last_error IS NOT NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                == 3
+    })
+    .await;
+    env.control.set_faults(Default::default());
+    eventually(
+        Duration::from_secs(30),
+        "walked again after upstream recovered",
+        || walked_all(&env),
+    )
+    .await;
+    assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), 10);
+    shutdown.cancel();
+    let code = tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .expect("stops")
+        .expect("task");
+    assert_eq!(code, 0);
+}
