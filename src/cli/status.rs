@@ -206,7 +206,9 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         outln!("  conflicts recorded: {}", s.conflicts);
         outln!(
             "  last complete pull: {}",
-            s.last_complete_pull.as_deref().unwrap_or("never")
+            s.last_complete_pull
+                .as_deref()
+                .map_or("never".to_string(), |t| format!("{} ({t})", relative(t)))
         );
         if let Some(err) = &s.last_error {
             outln!("  last error: {err}");
@@ -233,7 +235,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                 p.upstream_id.map_or("-".into(), |v| v.to_string()),
                 p.stage,
                 p.attempts,
-                p.next_attempt_at.as_deref().unwrap_or("now"),
+                p.next_attempt_at.as_deref().map_or("now".to_string(), relative),
                 p.last_error
                     .as_deref()
                     .map(|e| format!("; last error: {e}"))
@@ -255,4 +257,46 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         }
     }
     exit_code(&all)
+}
+
+/// A stored time as a person reads it next to the time itself: "4 min ago", "in 30 s".
+fn relative(at: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(at) else {
+        return at.to_string();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds();
+    let n = secs.unsigned_abs();
+    let span = match n {
+        0..=4 => return "just now".into(),
+        5..=119 => format!("{n} s"),
+        120..=7199 => format!("{} min", n / 60),
+        7200..=172_799 => format!("{} h", n / 3600),
+        _ => format!("{} days", n / 86_400),
+    };
+    if secs >= 0 {
+        format!("{span} ago")
+    } else {
+        format!("in {span}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    fn at(offset_secs: i64) -> String {
+        (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    #[test]
+    fn times_read_as_ages_and_waits() {
+        assert_eq!(relative(&at(0)), "just now");
+        assert_eq!(relative(&at(-42)), "42 s ago");
+        assert_eq!(relative(&at(-4 * 60 - 10)), "4 min ago");
+        assert_eq!(relative(&at(-3 * 3600 - 5)), "3 h ago");
+        assert_eq!(relative(&at(-3 * 86_400)), "3 days ago");
+        assert_eq!(relative(&at(31)), "in 30 s");
+        assert_eq!(relative("not a time"), "not a time");
+    }
 }
