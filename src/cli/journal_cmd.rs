@@ -106,6 +106,17 @@ fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreErr
                 );
                 return Ok(exit::DATA);
             }
+            Some(e)
+                if e.last_error
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(journal::HELD_BY_GUARD)) =>
+            {
+                eprintln!(
+                    "restsync: journal entry {seq} is a delete held by the mass-delete guard; `restsync sync --once \
+                     --allow-mass-delete` sends the held deletes, `restsync journal drop` gives them up"
+                );
+                return Ok(exit::DATA);
+            }
             Some(_) => {}
         }
     }

@@ -493,7 +493,12 @@ pub fn restore_from_base(conn: &Connection, spec: &ResourceSpec, id: i64) -> Res
     match mirror_by_id(conn, spec, id)? {
         Some(row) => update_mirror(conn, spec, row.local_id, &base.values)?,
         None => {
-            insert_mirror(conn, spec, Some(id), &base.values)?;
+            // The base follows the row's new local_id, so the row is not later taken for
+            // another row's record.
+            let local_id = insert_mirror(conn, spec, Some(id), &base.values)?;
+            let q = format!("UPDATE {} SET local_id = ?2 WHERE id = ?1", spec.base_table);
+            conn.prepare_cached(&q)?
+                .execute(rusqlite::params![id, local_id])?;
         }
     }
     Ok(())

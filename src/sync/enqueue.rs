@@ -220,12 +220,13 @@ fn journal_changes(
                 local_id,
                 format!(
                     "{t} local_id {local_id}: now holds id {other}, the record of local_id {owner} (no longer in the mirror), \
-                     and record {}'s row is gone: restsync cannot tell whether this row's id was changed or row {owner} was \
-                     moved onto it (an OR REPLACE does either); nothing was pushed for ids {} and {other}. If this row is \
-                     record {}: UPDATE {t} SET id = {} WHERE local_id = {local_id}. If it is record {other} moved here: \
-                     UPDATE {t} SET local_id = (SELECT max(local_id) + 1 FROM {t}) WHERE local_id = {local_id} (record {} \
-                     is then deleted upstream)",
-                    b.id, b.id, b.id, b.id, b.id
+                     and record {x}'s row is gone: restsync cannot tell whether this row's id was changed or row {owner} was \
+                     moved onto it (an OR REPLACE does either); nothing was pushed for ids {x} and {other}. If this row is \
+                     record {x}: UPDATE {t} SET id = {x} WHERE local_id = {local_id} (record {x} then takes this row's \
+                     values and record {other} is deleted upstream). If it is record {other} moved here: UPDATE {t} SET \
+                     local_id = (SELECT max(local_id) + 1 FROM {t}) WHERE local_id = {local_id} (record {other} then takes \
+                     this row's values and record {x} is deleted upstream). Check the row's values first",
+                    x = b.id
                 ),
             );
         } else if id_typed_in || id_cleared_only {

@@ -1005,6 +1005,26 @@ async fn deleting_most_of_a_table_needs_allow_mass_delete() {
         );
     }
     assert_eq!(env.control.count(Kind::Addresses), 40);
+    // `journal retry` is not the consent the guard asks for, for all entries or for one.
+    let retry = env.restsync(&["journal", "retry", "--all"]).await;
+    assert_eq!(retry.code, 0, "{}", retry.stderr);
+    let held = env.count(
+        "SELECT min(seq) FROM journal WHERE resource = 'addresses' AND op = 'delete' AND state = 'failed'",
+    );
+    let one = env.restsync(&["journal", "retry", &held.to_string()]).await;
+    assert_eq!(one.code, 65, "{}", one.stderr);
+    assert!(
+        one.stderr.contains("held by the mass-delete guard"),
+        "{}",
+        one.stderr
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        statuses(&env, "DELETE", Kind::Addresses).is_empty(),
+        "{}",
+        run.stderr
+    );
 
     let run = env.restsync(&["sync", "--once", "--allow-mass-delete"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -371,9 +371,15 @@ pub fn list(conn: &Connection, state: Option<StoredState>, limit: i64) -> Result
 pub fn retry(conn: &Connection, seq: Option<i64>) -> Result<usize> {
     let seqs: Vec<i64> = match seq {
         Some(seq) => vec![seq],
+        // Deletes the mass-delete guard holds stay held: only `--allow-mass-delete` or a
+        // drop decides them.
         None => conn
-            .prepare("SELECT seq FROM journal WHERE state IN ('failed', 'pending') ORDER BY seq")?
-            .query_map([], |r| r.get(0))?
+            .prepare(
+                "SELECT seq FROM journal WHERE state IN ('failed', 'pending') \
+                 AND NOT (op = 'delete' AND state = 'failed' AND attempts = 0 AND coalesce(last_error, '') LIKE ?1 || '%') \
+                 ORDER BY seq",
+            )?
+            .query_map([HELD_BY_GUARD], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?,
     };
     let mut n = 0;

@@ -317,3 +317,33 @@ fn a_record_inserted_again_under_a_new_local_id_is_an_update() {
         .unwrap();
     assert_eq!(due_ops(&mut store), vec![(Op::Update, Some(10))]);
 }
+
+/// A row brought back from its base (`journal drop`) under a new local_id is still that
+/// record's row: a later edit is an update, even when its old local_id is taken again.
+#[test]
+fn a_row_restored_under_a_new_local_id_stays_its_records_row() {
+    let mut store = Store::open_in_memory().unwrap();
+    let old = synced(&mut store, phones(), 10, &phone_row("a"));
+    synced(&mut store, phones(), 11, &phone_row("b"));
+    mirror::delete_mirror(store.person(), phones(), old).unwrap();
+    store
+        .write(|tx| mirror::restore_from_base(tx, phones(), 10))
+        .unwrap();
+    let restored = mirror::mirror_by_id(store.conn(), phones(), 10)
+        .unwrap()
+        .unwrap()
+        .local_id;
+    assert_ne!(restored, old);
+    store
+        .person()
+        .execute(
+            &format!("INSERT INTO phone_numbers (local_id, number) VALUES ({old}, '1')"),
+            [],
+        )
+        .unwrap();
+    mirror::update_mirror(store.person(), phones(), restored, &phone_row("edited")).unwrap();
+    assert_eq!(
+        due_ops(&mut store),
+        vec![(Op::Create, None), (Op::Update, Some(10))]
+    );
+}
