@@ -42,8 +42,11 @@ pub struct FailedEntry {
     pub upstream_id: Option<i64>,
     pub status: Option<i64>,
     pub error: Option<String>,
-    /// What was sent (the request body).
+    /// What was sent (the request body), or would be when `attempts` is 0 (refused before
+    /// any request).
     pub payload: String,
+    /// Requests made for it.
+    pub attempts: i64,
     /// The command that settles it.
     pub fix: String,
 }
@@ -120,6 +123,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
                 fix: fix_for(&e),
                 error: e.last_error,
                 payload: e.payload,
+                attempts: e.attempts,
             })
             .collect(),
         pending: journal::active(conn, spec.table)?
@@ -252,7 +256,10 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                 f.stage,
                 f.error.as_deref().unwrap_or("")
             );
-            outln!("    sent: {}", f.payload);
+            match f.attempts {
+                0 => outln!("    would send (nothing was sent): {}", f.payload),
+                _ => outln!("    sent: {}", f.payload),
+            }
             outln!("    fix: {}", f.fix);
         }
     }

@@ -185,7 +185,7 @@ async fn the_service_syncs_pushes_promptly_reports_and_stops_cleanly() {
     .await;
 
     // STATUS= lines say what it is doing.
-    daemon.notified("STATUS=", Duration::from_secs(5)).await;
+    daemon.notified("STATUS=", Duration::from_secs(20)).await;
 
     // `status` works while the service runs.
     let status = env.restsync(&["status", "--json"]).await;
