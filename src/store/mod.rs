@@ -9,6 +9,8 @@
 //! `restsync status` and people's own `sqlite3` sessions read while a sync writes. Writes
 //! begin IMMEDIATE so they queue on the busy timeout instead of failing on lock upgrade.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod journal;
 pub mod mirror;
 pub mod sync_state;

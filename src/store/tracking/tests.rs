@@ -3,47 +3,22 @@
 //! row with its base.
 
 use super::*;
-use crate::resources::{ResourceKind, ResourceSpec};
-use crate::store::{content_hash, mirror, Store};
+use crate::store::fixtures::{phone_row, phones, synced, try_synced};
+use crate::store::{mirror, Store};
 use proptest::prelude::*;
 use rusqlite::types::Value;
 use std::collections::BTreeSet;
 
-fn phones() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
-}
-
-/// contact_id, type, number, extension, description, profile_id
 fn phone(description: &str) -> Vec<Value> {
-    vec![
-        Value::Integer(1935038),
-        Value::Integer(2),
-        Value::Text("0912".into()),
-        Value::Null,
-        Value::Text(description.into()),
-        Value::Integer(7),
-    ]
+    phone_row(description)
 }
 
-/// A record as a pull writes it: mirror row and base snapshot agree.
 fn pulled(store: &mut Store, id: i64, description: &str) -> i64 {
-    try_pull(store, id, description).unwrap()
+    synced(store, phones(), id, &phone(description))
 }
 
 fn try_pull(store: &mut Store, id: i64, description: &str) -> crate::store::Result<i64> {
-    store.write(|c| {
-        let local = mirror::insert_mirror(c, phones(), Some(id), &phone(description))?;
-        mirror::upsert_base(
-            c,
-            phones(),
-            id,
-            Some(local),
-            &phone(description),
-            "{}",
-            content_hash(b"{}"),
-        )?;
-        Ok(local)
-    })
+    try_synced(store, phones(), id, &phone(description))
 }
 
 fn all_marks(conn: &Connection) -> Vec<Mark> {

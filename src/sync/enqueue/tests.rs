@@ -3,16 +3,13 @@
 
 use super::*;
 use crate::resources::ResourceKind;
+use crate::store::fixtures::{self, phone_row, phones};
 use crate::store::journal::{Event, Stage};
-use crate::store::{content_hash, mirror, Store};
+use crate::store::{mirror, Store};
 use rusqlite::types::Value;
 
 fn smart() -> &'static ResourceSpec {
     ResourceKind::SmartNumbers.spec()
-}
-
-fn phones() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
 }
 
 /// user_id, phone_a, phone_b, phone_x, description, created_at
@@ -27,29 +24,10 @@ fn smart_row(user: i64, phone_b: &str) -> Vec<Value> {
     ]
 }
 
-/// contact_id, type, number, extension, description, profile_id
-fn phone_row(description: &str) -> Vec<Value> {
-    vec![
-        Value::Integer(1935038),
-        Value::Integer(2),
-        Value::Text("0912".into()),
-        Value::Null,
-        Value::Text(description.into()),
-        Value::Integer(7),
-    ]
-}
-
-/// A record known upstream, as a pull writes it: mirror row and base snapshot agree, and
-/// nothing is marked. (Edits in these tests go through `store.person()`, tracked as a
-/// person's would be.)
+/// A record known upstream, as a pull writes it (edits in these tests go through
+/// `store.person()`, tracked as a person's would be).
 fn synced(store: &mut Store, spec: &ResourceSpec, id: i64, values: &[Value]) -> i64 {
-    store
-        .write(|c| {
-            let local = mirror::insert_mirror(c, spec, Some(id), values)?;
-            mirror::upsert_base(c, spec, id, Some(local), values, "{}", content_hash(b"{}"))?;
-            Ok(local)
-        })
-        .unwrap()
+    fixtures::synced(store, spec, id, values)
 }
 
 fn run(store: &mut Store, spec: &'static ResourceSpec, scope: &[(&'static str, String)]) -> Vec<Entry> {

@@ -4,43 +4,17 @@
 
 use super::*;
 use crate::config::ConflictPolicy;
-use crate::resources::ResourceKind;
+use crate::store::fixtures::{phone_row, phones, synced};
 use crate::store::journal::{Event, NewEntry, Op};
 use crate::store::tracking::{self, Mark};
 use crate::sync::removal::apply_removals;
 
-fn phones() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
-}
-
-/// contact_id, type, number, extension, description, profile_id
 fn phone(description: &str) -> Vec<Value> {
-    vec![
-        Value::Integer(1935038),
-        Value::Integer(2),
-        Value::Text("0912".into()),
-        Value::Null,
-        Value::Text(description.into()),
-        Value::Integer(7),
-    ]
+    phone_row(description)
 }
 
 fn pulled(store: &mut Store, id: i64, description: &str) -> i64 {
-    store
-        .write(|c| {
-            let local = mirror::insert_mirror(c, phones(), Some(id), &phone(description))?;
-            mirror::upsert_base(
-                c,
-                phones(),
-                id,
-                Some(local),
-                &phone(description),
-                "{}",
-                content_hash(b"{}"),
-            )?;
-            Ok(local)
-        })
-        .unwrap()
+    synced(store, phones(), id, &phone(description))
 }
 
 fn marks(store: &Store) -> Vec<Mark> {
