@@ -231,9 +231,9 @@ async fn run_inner(dir: &Path, records: usize) -> Result<i32, Box<dyn std::error
     outln!("\n4. Both sides now hold:");
     let reader = Store::open_read_only(&db_path)?;
     for (kind, resource) in [
-        (Kind::PhoneNumbers, ResourceKind::PhoneNumbers),
-        (Kind::Addresses, ResourceKind::Addresses),
-        (Kind::SmartNumbers, ResourceKind::SmartNumbers),
+        (Kind::PhoneNumbers, ResourceKind::PHONE_NUMBERS),
+        (Kind::Addresses, ResourceKind::ADDRESSES),
+        (Kind::SmartNumbers, ResourceKind::SMART_NUMBERS),
     ] {
         let mirror_rows = crate::store::mirror::count_mirror(reader.conn(), resource.spec())?;
         outln!(

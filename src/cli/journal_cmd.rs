@@ -239,7 +239,7 @@ fn drop_all(
     };
     let droppable = journal::Event::Supersede.allowed_from(journal::Actor::Person);
     let mut entries = Vec::new();
-    for kind in ResourceKind::ALL {
+    for kind in ResourceKind::all() {
         if resource.is_some_and(|r| r != kind.name()) {
             continue;
         }

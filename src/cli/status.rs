@@ -163,7 +163,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         }
     };
     let kinds: Vec<ResourceKind> = if settings.resources.is_empty() {
-        ResourceKind::ALL.to_vec()
+        ResourceKind::BUILT_IN.to_vec()
     } else {
         settings.resources.iter().map(|r| r.kind).collect()
     };

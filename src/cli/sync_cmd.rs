@@ -18,9 +18,13 @@ fn open_engine(settings: Settings, dry: bool) -> Result<Engine, i32> {
     } else {
         settings.database_path.clone()
     };
-    let store = Store::open(&path).map_err(|e| {
+    let store = Store::open_for(&path, &settings.kinds()).map_err(|e| {
         eprintln!("restsync: {e}");
-        exit::FATAL
+        if e.is_config() {
+            exit::CONFIG
+        } else {
+            exit::FATAL
+        }
     })?;
     Engine::new(Arc::new(settings), AsyncStore::new(store)).map_err(|e| {
         eprintln!("restsync: {e}");

@@ -97,8 +97,9 @@ pub struct UpstreamSettings {
 pub struct ResourceSettings {
     pub kind: ResourceKind,
     pub schedule: cron::Schedule,
-    /// Plusofon list filter.
-    pub user_id: Option<i64>,
+    /// Fixed list filters (a built-in's `user_id`, a definition's `filters`): the scope
+    /// every record of the resource lives in, and a local create must stay in.
+    pub filters: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +153,11 @@ pub struct Settings {
 impl Settings {
     pub fn upstream(&self, name: UpstreamName) -> Option<&UpstreamSettings> {
         self.upstreams.get(name.as_str())
+    }
+
+    /// The enabled resources.
+    pub fn kinds(&self) -> Vec<ResourceKind> {
+        self.resources.iter().map(|r| r.kind).collect()
     }
 
     pub fn resource(&self, kind: ResourceKind) -> Option<&ResourceSettings> {

@@ -1,7 +1,9 @@
 //! The configuration as written: TOML and `RESTSYNC_*` environment values, before any
 //! check. Unknown keys are refused here (`deny_unknown_fields`).
 
+use crate::resources::definition::{ColumnDefinition, Definition};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Deserialize, Default)]
@@ -61,13 +63,9 @@ pub(super) struct RawUpstream {
     pub(super) max_in_flight: Option<usize>,
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawResources {
-    pub(super) phone_numbers: Option<RawResource>,
-    pub(super) addresses: Option<RawResource>,
-    pub(super) smart_numbers: Option<RawResource>,
-}
+/// `[resources.NAME]`: an override of a built-in (`enabled`, `schedule`, `user_id`) or a
+/// resource definition (the other keys; see `resources::definition`).
+pub(super) type RawResources = BTreeMap<String, RawResource>;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +73,49 @@ pub(super) struct RawResource {
     pub(super) enabled: Option<bool>,
     pub(super) schedule: Option<String>,
     pub(super) user_id: Option<i64>,
+    pub(super) upstream: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) pagination: Option<String>,
+    pub(super) operations: Option<Vec<String>>,
+    pub(super) create_returns_record: Option<bool>,
+    pub(super) natural_key: Option<Vec<String>>,
+    pub(super) filters: Option<BTreeMap<String, RawScalar>>,
+    pub(super) columns: Option<Vec<ColumnDefinition>>,
+}
+
+/// A list filter's value: `filters = { user_id = 12, kind = "work" }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawScalar {
+    Integer(i64),
+    Real(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl RawScalar {
+    pub(super) fn to_query_value(&self) -> String {
+        match self {
+            RawScalar::Integer(i) => i.to_string(),
+            RawScalar::Real(r) => r.to_string(),
+            RawScalar::Bool(b) => u8::from(*b).to_string(),
+            RawScalar::Text(t) => t.clone(),
+        }
+    }
+}
+
+impl RawResource {
+    pub(super) fn definition(&self) -> Definition {
+        Definition {
+            upstream: self.upstream.clone(),
+            path: self.path.clone(),
+            pagination: self.pagination.clone(),
+            operations: self.operations.clone(),
+            create_returns_record: self.create_returns_record,
+            natural_key: self.natural_key.clone(),
+            columns: self.columns.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]

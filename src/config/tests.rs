@@ -2,6 +2,7 @@
 //! overrides passed as a map, and the validation pass.
 
 use super::*;
+use rusqlite::types::Value;
 use std::collections::HashMap;
 use std::fs;
 use tempfile::TempDir;
@@ -91,13 +92,13 @@ fn minimal_config_loads_with_defaults() {
     assert_eq!(s.log_format, None);
 
     let kinds: Vec<ResourceKind> = s.resources.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, [ResourceKind::PhoneNumbers, ResourceKind::Addresses]);
+    assert_eq!(kinds, [ResourceKind::PHONE_NUMBERS, ResourceKind::ADDRESSES]);
     for r in &s.resources {
         assert_eq!(
             r.schedule, sync.schedule,
             "resources default to the sync schedule"
         );
-        assert_eq!(r.user_id, None);
+        assert!(r.filters.is_empty());
     }
 }
 
@@ -153,12 +154,12 @@ format = "json"
     assert_eq!(s.log_format, Some(LogFormat::Json));
 
     assert_eq!(s.resources.len(), 3);
-    let pn = s.resource(ResourceKind::PhoneNumbers).unwrap();
+    let pn = s.resource(ResourceKind::PHONE_NUMBERS).unwrap();
     assert_eq!(pn.schedule, parse_schedule("0 0 * * * *").unwrap());
-    let addr = s.resource(ResourceKind::Addresses).unwrap();
+    let addr = s.resource(ResourceKind::ADDRESSES).unwrap();
     assert_eq!(addr.schedule, s.sync.schedule);
-    let sn = s.resource(ResourceKind::SmartNumbers).unwrap();
-    assert_eq!(sn.user_id, Some(40));
+    let sn = s.resource(ResourceKind::SMART_NUMBERS).unwrap();
+    assert_eq!(sn.filters, vec![("user_id", "40".to_string())]);
     assert_eq!(sn.schedule, parse_schedule("0 */10 * * * *").unwrap());
 }
 
@@ -291,8 +292,8 @@ fn unknown_keys_are_rejected_by_name() {
         (format!("{FIRSTLINE}\n[daemon]\nx = 1\n"), "daemon"),
         (format!("{FIRSTLINE}\nbase_uri = \"x\"\n"), "base_uri"),
         (
-            format!("{FIRSTLINE}\n[resources.contacts]\nenabled = true\n"),
-            "contacts",
+            format!("{FIRSTLINE}\n[resources.phone_numbers]\nenable = true\n"),
+            "enable",
         ),
     ] {
         let p = problems(&toml);
@@ -507,7 +508,7 @@ fn environment_can_configure_an_upstream_the_file_lacks() {
         s.upstream(UpstreamName::Plusofon).unwrap().client.as_deref(),
         Some("c1")
     );
-    assert!(s.resource(ResourceKind::SmartNumbers).is_some());
+    assert!(s.resource(ResourceKind::SMART_NUMBERS).is_some());
 }
 
 #[test]
@@ -598,13 +599,13 @@ fn relative_token_file_resolves_against_credentials_directory() {
 #[test]
 fn disabled_resource_is_skipped() {
     let s = load_ok(&format!("{FIRSTLINE}\n[resources.addresses]\nenabled = false\n"));
-    assert!(s.resource(ResourceKind::Addresses).is_none());
-    assert!(s.resource(ResourceKind::PhoneNumbers).is_some());
+    assert!(s.resource(ResourceKind::ADDRESSES).is_none());
+    assert!(s.resource(ResourceKind::PHONE_NUMBERS).is_some());
     // Disabled, its bad schedule is not even looked at.
     let s = load_ok(&format!(
         "{FIRSTLINE}\n[resources.addresses]\nenabled = false\nschedule = \"bad\"\n"
     ));
-    assert!(s.resource(ResourceKind::Addresses).is_none());
+    assert!(s.resource(ResourceKind::ADDRESSES).is_none());
 }
 
 #[test]
@@ -624,12 +625,12 @@ fn enabled_resource_without_its_upstream_is_an_error() {
 fn resources_default_to_enabled_when_their_upstream_is_configured() {
     let s = load_ok(PLUSOFON);
     let kinds: Vec<ResourceKind> = s.resources.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, [ResourceKind::SmartNumbers]);
+    assert_eq!(kinds, [ResourceKind::SMART_NUMBERS]);
     let s = load_ok(&format!("{FIRSTLINE}{PLUSOFON}"));
     assert_eq!(s.resources.len(), 3);
     // A section without `enabled` still follows its upstream.
     let s = load_ok(&format!("{FIRSTLINE}\n[resources.smart_numbers]\nuser_id = 4\n"));
-    assert!(s.resource(ResourceKind::SmartNumbers).is_none());
+    assert!(s.resource(ResourceKind::SMART_NUMBERS).is_none());
 }
 
 #[test]
@@ -671,4 +672,199 @@ fn crontab_day_of_week_ranges_ending_on_sunday() {
             .collect();
     assert_eq!(days, expected);
     assert!(parse_schedule("0 9 * * 8").is_err());
+}
+
+const EMAILS: &str = r#"
+[resources.emails]
+upstream = "firstline"
+path = "/api/v1/email"
+natural_key = ["contact_id", "email"]
+filters = { contact_id = 7 }
+
+[[resources.emails.columns]]
+name = "contact_id"
+type = "integer"
+from = "email_contact.contact_id"
+writable = true
+required_on_update = true
+
+[[resources.emails.columns]]
+name = "email"
+type = "text"
+writable = true
+
+[[resources.emails.columns]]
+name = "score"
+type = "real"
+"#;
+
+#[test]
+fn a_defined_resource_loads_with_its_columns_filters_and_defaults() {
+    let s = load_ok(&format!("{FIRSTLINE}{EMAILS}"));
+    let kinds = s.kinds();
+    assert_eq!(kinds.len(), 3, "phone_numbers, addresses and emails: {kinds:?}");
+    let emails = ResourceKind::from_name("emails").expect("registered by the load");
+    assert!(!emails.is_built_in());
+    let spec = emails.spec();
+    assert_eq!(
+        (spec.table, spec.base_table, spec.path),
+        ("emails", "emails_base", "/api/v1/email")
+    );
+    assert_eq!(spec.pagination, crate::resources::Pagination::Laravel);
+    assert!(spec.can_create && spec.can_update && spec.can_delete && spec.create_returns_record);
+    assert_eq!(spec.lookup_filters, &["contact_id", "email"]);
+    let contact = &spec.columns[0];
+    assert_eq!(contact.read_from.dotted(), "email_contact.contact_id");
+    assert!(contact.writable && contact.required_on_update);
+    assert_eq!(spec.columns[2].ty, crate::resources::ColumnType::Real);
+    assert!(!spec.columns[2].writable, "columns are read-only unless said");
+    let res = s.resource(emails).unwrap();
+    assert_eq!(res.filters, vec![("contact_id", "7".to_string())]);
+    assert_eq!(res.schedule, s.sync.schedule);
+    // A record of the upstream maps through the nested path.
+    let r = spec
+        .parse(&serde_json::json!({"id": 3, "email_contact": {"contact_id": "9"}, "email": "a@b.c", "score": "1.5"}), None)
+        .unwrap();
+    assert_eq!(
+        r.values,
+        vec![Value::Integer(9), Value::Text("a@b.c".into()), Value::Real(1.5)]
+    );
+}
+
+#[test]
+fn a_plusofon_definition_pages_flat_unless_told() {
+    let toml = format!(
+        "{PLUSOFON}\n[resources.routes]\nupstream = \"plusofon\"\npath = \"/api/v1/routes\"\noperations = [\"create\", \"delete\"]\n\
+         create_returns_record = false\nnatural_key = [\"name\"]\n[[resources.routes.columns]]\nname = \"name\"\ntype = \"text\"\nwritable = true\n"
+    );
+    load_ok(&toml);
+    let spec = ResourceKind::from_name("routes").unwrap().spec();
+    assert_eq!(spec.pagination, crate::resources::Pagination::Flat);
+    assert!(spec.can_create && !spec.can_update && spec.can_delete && !spec.create_returns_record);
+}
+
+#[test]
+fn every_bad_key_of_a_definition_is_named() {
+    let cases: &[(&str, &str)] = &[
+        ("[resources.contacts]\nenabled = true\n", "resources.contacts.upstream: required"),
+        ("[resources.contacts]\nenabled = true\n", "resources.contacts.path: required"),
+        ("[resources.contacts]\nenabled = true\n", "resources.contacts.columns: required"),
+        (
+            "[resources.e2]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"a\"]\n[[resources.e2.columns]]\nname = \"a\"\ntype = \"date\"\nwritable = true\n",
+            "resources.e2.columns[0] (a).type: \"date\" is not one of",
+        ),
+        (
+            "[resources.e3]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"nope\"]\n[[resources.e3.columns]]\nname = \"a\"\ntype = \"text\"\nwritable = true\n",
+            "resources.e3.natural_key: `nope` is not a column",
+        ),
+        (
+            "[resources.e4]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"a\"]\n[[resources.e4.columns]]\nname = \"a\"\ntype = \"text\"\nwritable = true\n\
+             [[resources.e4.columns]]\nname = \"b\"\ntype = \"text\"\nfrom = \"a.inner\"\n",
+            "resources.e4.columns (a): `from` \"a\" and \"a.inner\"",
+        ),
+        (
+            "[resources.journal]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"a\"]\n[[resources.journal.columns]]\nname = \"a\"\ntype = \"text\"\nwritable = true\n",
+            "resources.journal: the table name `journal` is taken",
+        ),
+        (
+            "[resources.emails_base]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"a\"]\n[[resources.emails_base.columns]]\nname = \"a\"\ntype = \"text\"\nwritable = true\n",
+            "resources.emails_base: names ending in `_base`",
+        ),
+        (
+            "[resources.e5]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"order\"]\n[[resources.e5.columns]]\nname = \"order\"\ntype = \"text\"\nwritable = true\n",
+            "resources.e5.columns[0] (order).name: `order` cannot be a column name",
+        ),
+        (
+            "[resources.e6]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"a\"]\n[[resources.e6.columns]]\nname = \"id\"\ntype = \"integer\"\n\
+             [[resources.e6.columns]]\nname = \"a\"\ntype = \"text\"\nwritable = true\n",
+            "resources.e6.columns[0] (id).name: `id` is implicit",
+        ),
+        (
+            "[resources.e7]\nupstream = \"firstline\"\npath = \"/x\"\n[[resources.e7.columns]]\nname = \"a\"\ntype = \"text\"\nwritable = true\n",
+            "resources.e7.natural_key: required when the resource can be created",
+        ),
+        (
+            "[resources.e8]\nupstream = \"crm\"\npath = \"/x\"\noperations = [\"patch\"]\n[[resources.e8.columns]]\nname = \"a\"\ntype = \"text\"\n",
+            "resources.e8.upstream: \"crm\" is not one of",
+        ),
+        (
+            "[resources.e8]\nupstream = \"crm\"\npath = \"/x\"\noperations = [\"patch\"]\n[[resources.e8.columns]]\nname = \"a\"\ntype = \"text\"\n",
+            "resources.e8.operations: \"patch\" is not one of",
+        ),
+        (
+            "[resources.e9]\nupstream = \"firstline\"\npath = \"/x\"\noperations = []\nfilters = { b = 1 }\n[[resources.e9.columns]]\nname = \"a\"\ntype = \"text\"\n",
+            "resources.e9.filters: `b` is not a column",
+        ),
+        (
+            "[resources.phone_numbers]\npath = \"/api/v2/phone\"\n",
+            "resources.phone_numbers: path cannot be set for a built-in resource",
+        ),
+    ];
+    for (section, wanted) in cases {
+        let p = problems(&format!("{FIRSTLINE}{section}"));
+        assert!(
+            p.iter().any(|m| m.contains(wanted)),
+            "{wanted:?} not among {p:#?}"
+        );
+    }
+    // Several bad keys in one definition: all of them at once.
+    let p = problems(&format!(
+        "{FIRSTLINE}[resources.bad]\nupstream = \"x\"\npath = \"nope\"\npagination = \"cursor\"\n[[resources.bad.columns]]\nname = \"A\"\ntype = \"blob\"\n"
+    ));
+    for key in [
+        "bad.upstream",
+        "bad.path",
+        "bad.pagination",
+        "(A).name",
+        "(A).type",
+    ] {
+        assert!(p.iter().any(|m| m.contains(key)), "{key} not among {p:#?}");
+    }
+}
+
+#[test]
+fn each_built_in_printed_as_toml_defines_the_same_resource_under_another_name() {
+    for kind in ResourceKind::BUILT_IN {
+        let printed = crate::resources::definition::to_toml(kind.spec());
+        let copy_name = format!("copy_of_{}", kind.name());
+        let renamed = printed
+            .replace(
+                &format!("resources.{}]", kind.name()),
+                &format!("resources.{copy_name}]"),
+            )
+            .replace(
+                &format!("resources.{}.", kind.name()),
+                &format!("resources.{copy_name}."),
+            );
+        let s = load_ok(&format!("{FIRSTLINE}{PLUSOFON}{renamed}"));
+        let copy = ResourceKind::from_name(&copy_name).expect("defined");
+        assert!(s.resource(copy).is_some(), "{copy_name} enabled");
+        let (a, b) = (kind.spec(), copy.spec());
+        assert_eq!(b.table, copy_name);
+        assert_eq!(
+            (
+                a.upstream,
+                a.path,
+                a.pagination,
+                a.columns,
+                a.can_create,
+                a.can_update,
+                a.can_delete,
+                a.create_returns_record,
+                a.lookup_filters
+            ),
+            (
+                b.upstream,
+                b.path,
+                b.pagination,
+                b.columns,
+                b.can_create,
+                b.can_update,
+                b.can_delete,
+                b.create_returns_record,
+                b.lookup_filters
+            ),
+            "{printed}"
+        );
+    }
 }

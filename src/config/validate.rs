@@ -5,6 +5,7 @@ use super::defaults;
 use super::raw::*;
 use super::schedule::parse_schedule;
 use super::*;
+use crate::resources::definition;
 
 pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let mut problems = Vec::new();
@@ -40,26 +41,71 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigEr
     let sync = validate_sync(raw.sync, &mut problems);
 
     let mut resources = Vec::new();
-    for (kind, section) in [
-        (ResourceKind::PhoneNumbers, raw.resources.phone_numbers),
-        (ResourceKind::Addresses, raw.resources.addresses),
-        (ResourceKind::SmartNumbers, raw.resources.smart_numbers),
-    ] {
-        let section = section.unwrap_or_default();
+    let mut sections = raw.resources;
+    let mut entries: Vec<(ResourceKind, RawResource)> = Vec::new();
+    for kind in ResourceKind::BUILT_IN {
+        let section = sections.remove(kind.name()).unwrap_or_default();
         let key = format!("resources.{}", kind.name());
-        let upstream = kind.spec().upstream;
-        if section.user_id.is_some() && kind != ResourceKind::SmartNumbers {
+        let definition = section.definition();
+        if !definition.is_empty() || section.filters.is_some() {
+            let mut keys = definition.keys();
+            if section.filters.is_some() {
+                keys.push("filters");
+            }
+            problems.push(format!(
+                "{key}: {} cannot be set for a built-in resource (only enabled, schedule{}); to sync it differently, \
+                 copy `restsync resources show {}` under another name and adapt it",
+                keys.join(", "),
+                if kind == ResourceKind::SMART_NUMBERS { ", user_id" } else { "" },
+                kind.name()
+            ));
+        }
+        if section.user_id.is_some() && kind != ResourceKind::SMART_NUMBERS {
             problems.push(format!(
                 "{key}.user_id: only resources.smart_numbers takes a user_id filter"
             ));
         }
+        entries.push((kind, section));
+    }
+    for (name, section) in sections {
+        let key = format!("resources.{name}");
+        if section.user_id.is_some() {
+            problems.push(format!(
+                "{key}.user_id: a defined resource takes list filters as `filters = {{ user_id = N }}`"
+            ));
+        }
+        if let Some(spec) = definition::build(&name, &section.definition(), &mut problems) {
+            let before = problems.len();
+            for filter in section.filters.iter().flat_map(|f| f.keys()) {
+                if spec.column_index(filter).is_none() {
+                    problems.push(format!(
+                        "{key}.filters: `{filter}` is not a column of this resource"
+                    ));
+                }
+            }
+            if problems.len() == before {
+                entries.push((crate::resources::define(spec), section));
+            }
+        }
+    }
+    for (kind, section) in entries {
+        let key = format!("resources.{}", kind.name());
+        let upstream = kind.spec().upstream;
         let configured = upstreams.contains_key(upstream.as_str());
         match section.enabled {
             Some(false) => continue,
-            Some(true) if !configured && invalid_upstreams.contains(&upstream) => continue,
+            _ if !configured && invalid_upstreams.contains(&upstream) => continue,
             Some(true) if !configured => {
                 problems.push(format!(
                     "{key}.enabled: true, but [upstreams.{}] is not configured",
+                    upstream.as_str()
+                ));
+                continue;
+            }
+            None if !configured && !kind.is_built_in() => {
+                problems.push(format!(
+                    "{key}.upstream: {:?}, but [upstreams.{}] is not configured (or set enabled = false)",
+                    upstream.as_str(),
                     upstream.as_str()
                 ));
                 continue;
@@ -73,11 +119,20 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigEr
                 .ok(),
             None => sync.as_ref().map(|s| s.schedule.clone()),
         };
+        let mut filters: Vec<(&'static str, String)> = Vec::new();
+        if let Some(user_id) = section.user_id {
+            filters.push(("user_id", user_id.to_string()));
+        }
+        for (name, value) in section.filters.iter().flatten() {
+            if let Some(col) = kind.spec().columns.iter().find(|c| c.name == name) {
+                filters.push((col.name, value.to_query_value()));
+            }
+        }
         if let Some(schedule) = schedule {
             resources.push(ResourceSettings {
                 kind,
                 schedule,
-                user_id: section.user_id,
+                filters,
             });
         }
     }

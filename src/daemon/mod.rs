@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::exit::{FATAL as EXIT_FATAL, OK as EXIT_OK};
+use crate::exit::{CONFIG as EXIT_CONFIG, FATAL as EXIT_FATAL, OK as EXIT_OK};
 
 /// Runs the service until `control.shutdown` is cancelled; reloads the configuration from
 /// `config_path` on every `control.reload` message. The CLI passes the process's signals
@@ -45,9 +45,9 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, c
         let generation = shutdown.child_token();
         let tasks = match start(&settings, opts, &generation, &health).await {
             Ok(t) => t,
-            Err(message) => {
+            Err((code, message)) => {
                 tracing::error!("{message}");
-                return EXIT_FATAL;
+                return code;
             }
         };
         if first {
@@ -100,8 +100,15 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, c
     }
 }
 
+/// The new configuration, if it validates and the database can take its resource
+/// definitions (a new one's tables are created here, before the switch).
 fn reload_config(path: &Path) -> Option<Settings> {
-    match config::load(path) {
+    let loaded = config::load(path).map_err(|e| e.to_string()).and_then(|s| {
+        Store::open_for(&s.database_path, &s.kinds())
+            .map(|_| s)
+            .map_err(|e| format!("invalid configuration {}: {e}", path.display()))
+    });
+    match loaded {
         Ok(s) => {
             tracing::info!(config = %path.display(), "configuration reloaded");
             Some(s)
@@ -121,10 +128,13 @@ async fn start(
     opts: CycleOptions,
     token: &CancellationToken,
     health: &Health,
-) -> Result<JoinSet<()>, String> {
-    let store = Store::open(&settings.database_path).map_err(|e| e.to_string())?;
+) -> Result<JoinSet<()>, (i32, String)> {
+    let store = Store::open_for(&settings.database_path, &settings.kinds()).map_err(|e| {
+        let code = if e.is_config() { EXIT_CONFIG } else { EXIT_FATAL };
+        (code, e.to_string())
+    })?;
     let engine = Engine::new(Arc::new(settings.clone()), AsyncStore::new(store))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| (EXIT_CONFIG, e.to_string()))?
         .with_shutdown(token.clone());
     let engine = Arc::new(engine);
     let (changes, _) = tokio::sync::broadcast::channel(16);

@@ -1,13 +1,13 @@
 //! Firstline contact addresses; `profile_id` is assigned upstream.
 
-use super::{Column, ColumnType::*, ResourceKind, ResourceSpec, UpstreamName};
+use super::{Column, ColumnType::*, Pagination, ResourceSpec, UpstreamName};
 
 pub static SPEC: ResourceSpec = ResourceSpec {
-    kind: ResourceKind::Addresses,
     upstream: UpstreamName::Firstline,
     table: "addresses",
     base_table: "addresses_base",
     path: "/api/v1/address",
+    pagination: Pagination::Laravel,
     columns: &[
         Column::writable("contact_id", Integer),
         Column::writable("type", Integer),
@@ -18,6 +18,8 @@ pub static SPEC: ResourceSpec = ResourceSpec {
         Column::writable("description", Text),
         Column::read_only("profile_id", Integer),
     ],
+    can_create: true,
+    can_delete: true,
     can_update: true,
     create_returns_record: true,
     lookup_filters: &["contact_id", "address"],

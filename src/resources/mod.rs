@@ -1,7 +1,9 @@
-//! The three synced resources: their mirror columns, how an upstream record maps to a
-//! mirror row and back, which columns may be pushed, and what each upstream can do.
+//! The synced resources: their mirror columns, how an upstream record maps to a mirror row
+//! and back, which columns may be pushed, and what each upstream can do. Three ship with
+//! the binary; more are defined in the config ([`definition`]).
 
 mod addresses;
+pub mod definition;
 mod phone_numbers;
 mod smart_numbers;
 
@@ -25,35 +27,108 @@ impl UpstreamName {
     }
 }
 
-/// The resources restsync knows. The names are the mirror table names and config keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceKind {
-    PhoneNumbers,
-    Addresses,
-    SmartNumbers,
-}
+/// A synced resource: a handle on its specification. The three built-ins ship with the
+/// binary; others are defined in the config ([`define`]). Two handles are the same
+/// resource when they name the same mirror table.
+#[derive(Clone, Copy)]
+pub struct ResourceKind(&'static ResourceSpec);
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 3] = [
-        ResourceKind::PhoneNumbers,
-        ResourceKind::Addresses,
-        ResourceKind::SmartNumbers,
+    pub const PHONE_NUMBERS: ResourceKind = ResourceKind(&phone_numbers::SPEC);
+    pub const ADDRESSES: ResourceKind = ResourceKind(&addresses::SPEC);
+    pub const SMART_NUMBERS: ResourceKind = ResourceKind(&smart_numbers::SPEC);
+
+    /// The resources that ship with the binary, in table order.
+    pub const BUILT_IN: [ResourceKind; 3] = [
+        ResourceKind::PHONE_NUMBERS,
+        ResourceKind::ADDRESSES,
+        ResourceKind::SMART_NUMBERS,
     ];
 
     pub fn spec(self) -> &'static ResourceSpec {
-        match self {
-            ResourceKind::PhoneNumbers => &phone_numbers::SPEC,
-            ResourceKind::Addresses => &addresses::SPEC,
-            ResourceKind::SmartNumbers => &smart_numbers::SPEC,
-        }
+        self.0
     }
 
     pub fn name(self) -> &'static str {
-        self.spec().table
+        self.0.table
     }
 
+    pub fn is_built_in(self) -> bool {
+        Self::BUILT_IN.contains(&self)
+    }
+
+    /// A built-in, or a resource defined by the loaded configuration.
     pub fn from_name(name: &str) -> Option<ResourceKind> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        Self::all().into_iter().find(|k| k.name() == name)
+    }
+
+    /// The built-ins, then the defined resources in the order they were defined.
+    pub fn all() -> Vec<ResourceKind> {
+        let mut all = Self::BUILT_IN.to_vec();
+        all.extend(defined().iter().copied());
+        all
+    }
+}
+
+/// Resources defined in this process (by the configuration), newest definition per name.
+fn defined() -> std::sync::RwLockReadGuard<'static, Vec<ResourceKind>> {
+    DEFINED.read().unwrap_or_else(|e| e.into_inner())
+}
+
+static DEFINED: std::sync::RwLock<Vec<ResourceKind>> = std::sync::RwLock::new(Vec::new());
+
+/// Registers a resource defined in the configuration and returns its handle. An identical
+/// definition returns the handle already registered; a changed one replaces it (a reload).
+/// Specifications live for the whole process: a few hundred bytes per distinct definition.
+pub fn define(spec: ResourceSpec) -> ResourceKind {
+    let mut list = DEFINED.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(same) = list.iter().find(|k| *k.spec() == spec) {
+        return *same;
+    }
+    let kind = ResourceKind(Box::leak(Box::new(spec)));
+    list.retain(|k| k.name() != kind.name());
+    list.push(kind);
+    kind
+}
+
+impl PartialEq for ResourceKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ResourceKind {}
+
+impl std::hash::Hash for ResourceKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state)
+    }
+}
+
+impl PartialOrd for ResourceKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Built-ins first in their fixed order, then defined resources by name.
+impl Ord for ResourceKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let rank = |k: &ResourceKind| {
+            Self::BUILT_IN
+                .iter()
+                .position(|b| b == k)
+                .unwrap_or(Self::BUILT_IN.len())
+        };
+        rank(self)
+            .cmp(&rank(other))
+            .then_with(|| self.name().cmp(other.name()))
+    }
+}
+
+impl fmt::Debug for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -73,16 +148,73 @@ impl fmt::Display for ResourceKind {
 pub enum ColumnType {
     Integer,
     Text,
+    Real,
 }
 
-/// Where a column's value lives in an upstream record.
-#[derive(Debug, Clone, Copy)]
+impl ColumnType {
+    /// The name used in definitions and in the mirror table's DDL (lower case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "integer",
+            ColumnType::Text => "text",
+            ColumnType::Real => "real",
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "an integer",
+            ColumnType::Text => "text",
+            ColumnType::Real => "a number",
+        }
+    }
+}
+
+/// Where a column's value lives in an upstream record: a key, or a path of keys through
+/// nested objects (`phone_contact.contact_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonPath {
     Key(&'static str),
-    Nested(&'static str, &'static str),
+    Nested(&'static [&'static str]),
 }
 
-#[derive(Debug, Clone, Copy)]
+impl JsonPath {
+    /// The path as written in a definition: keys joined by dots.
+    pub fn dotted(&self) -> String {
+        match self {
+            JsonPath::Key(k) => (*k).to_string(),
+            JsonPath::Nested(keys) => keys.join("."),
+        }
+    }
+
+    /// The key that holds the value (the last one).
+    pub fn leaf(&self) -> &'static str {
+        match self {
+            JsonPath::Key(k) => k,
+            JsonPath::Nested(keys) => keys.last().copied().unwrap_or(""),
+        }
+    }
+}
+
+/// How a list endpoint pages its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pagination {
+    /// Laravel's resource collection: `data`, `links`, `meta`; `page` and `per_page` asked.
+    Laravel,
+    /// Paginator fields at the top level next to `data`; only `page` asked (Plusofon).
+    Flat,
+}
+
+impl Pagination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pagination::Laravel => "laravel",
+            Pagination::Flat => "flat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {
     pub name: &'static str,
     pub ty: ColumnType,
@@ -130,18 +262,20 @@ impl Column {
 }
 
 /// Everything restsync needs to know about one resource.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct ResourceSpec {
-    pub kind: ResourceKind,
     pub upstream: UpstreamName,
     /// Mirror table; its base snapshot lives in `<table>_base`.
     pub table: &'static str,
     pub base_table: &'static str,
     /// Path below the upstream's base URL.
     pub path: &'static str,
+    pub pagination: Pagination,
     /// Columns after `local_id` and `id`, in table order.
     pub columns: &'static [Column],
+    pub can_create: bool,
     pub can_update: bool,
+    pub can_delete: bool,
     /// A create answers with the created record (Plusofon answers only `{"success": true}`).
     pub create_returns_record: bool,
     /// Columns passed as search filters when looking for a record by its natural key.
@@ -163,7 +297,7 @@ pub enum RecordError {
     MissingId,
     #[error("field `{field}` should be {expected}, found {found}")]
     WrongType {
-        field: &'static str,
+        field: String,
         expected: &'static str,
         found: String,
     },
@@ -187,17 +321,7 @@ impl ResourceSpec {
         for (i, col) in self.columns.iter().enumerate() {
             let raw = match col.read_from {
                 JsonPath::Key(k) => obj.get(k),
-                JsonPath::Nested(outer, inner) => match obj.get(outer) {
-                    None | Some(Json::Null) => None,
-                    Some(Json::Object(o)) => o.get(inner),
-                    Some(other) => {
-                        return Err(RecordError::WrongType {
-                            field: outer,
-                            expected: "an object",
-                            found: truncate(&other.to_string(), 60),
-                        })
-                    }
-                },
+                JsonPath::Nested(keys) => nested(obj, keys)?,
             };
             let value = match raw {
                 None => fallback.and_then(|f| f.get(i)).cloned().unwrap_or(Value::Null),
@@ -249,16 +373,14 @@ impl ResourceSpec {
                 (col.ty, v),
                 (_, Value::Null)
                     | (ColumnType::Integer, Value::Integer(_))
+                    | (ColumnType::Real, Value::Integer(_) | Value::Real(_))
                     | (
                         ColumnType::Text,
                         Value::Text(_) | Value::Integer(_) | Value::Real(_)
                     )
             );
             if !ok {
-                let expected = match col.ty {
-                    ColumnType::Integer => "an integer",
-                    ColumnType::Text => "text",
-                };
+                let expected = col.ty.expected();
                 return Err(format!(
                     "column `{}` must be {expected}, found {}",
                     col.name,
@@ -312,15 +434,35 @@ fn json_to_i64(v: &Json) -> Option<i64> {
     }
 }
 
+/// Follows a path of keys through nested objects; a missing or null step is an absent value.
+fn nested<'a>(obj: &'a Map<String, Json>, keys: &[&'static str]) -> Result<Option<&'a Json>, RecordError> {
+    let Some((last, through)) = keys.split_last() else {
+        return Ok(None);
+    };
+    let mut at = obj;
+    for key in through {
+        match at.get(*key) {
+            None | Some(Json::Null) => return Ok(None),
+            Some(Json::Object(o)) => at = o,
+            Some(other) => {
+                return Err(RecordError::WrongType {
+                    field: (*key).to_string(),
+                    expected: "an object",
+                    found: truncate(&other.to_string(), 60),
+                })
+            }
+        }
+    }
+    Ok(at.get(*last))
+}
+
 fn json_to_value(col: &Column, v: &Json) -> Result<Value, RecordError> {
     let wrong = |found: &Json| RecordError::WrongType {
-        field: match col.read_from {
-            JsonPath::Key(k) => k,
-            JsonPath::Nested(_, inner) => inner,
-        },
+        field: col.read_from.leaf().to_string(),
         expected: match col.ty {
             ColumnType::Integer => "an integer",
             ColumnType::Text => "a string",
+            ColumnType::Real => "a number",
         },
         found: truncate(&found.to_string(), 60),
     };
@@ -328,6 +470,9 @@ fn json_to_value(col: &Column, v: &Json) -> Result<Value, RecordError> {
         (_, Json::Null) => Ok(Value::Null),
         (ColumnType::Integer, Json::Bool(b)) => Ok(Value::Integer(i64::from(*b))),
         (ColumnType::Integer, other) => json_to_i64(other).map(Value::Integer).ok_or_else(|| wrong(other)),
+        (ColumnType::Real, Json::Number(n)) => n.as_f64().map(Value::Real).ok_or_else(|| wrong(v)),
+        (ColumnType::Real, Json::String(s)) => s.trim().parse().map(Value::Real).map_err(|_| wrong(v)),
+        (ColumnType::Real, other) => Err(wrong(other)),
         (ColumnType::Text, Json::String(s)) => Ok(Value::Text(s.clone())),
         (ColumnType::Text, Json::Number(n)) => Ok(Value::Text(n.to_string())),
         (ColumnType::Text, other) => Err(wrong(other)),

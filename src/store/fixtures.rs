@@ -5,7 +5,7 @@ use crate::resources::{ResourceKind, ResourceSpec};
 use rusqlite::types::Value;
 
 pub fn phones() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
+    ResourceKind::PHONE_NUMBERS.spec()
 }
 
 /// contact_id, type, number, extension, description, profile_id

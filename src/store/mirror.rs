@@ -3,11 +3,11 @@
 
 use super::tracking::{self, Mark};
 use super::{now_text, Result};
-use crate::resources::{ResourceKind, ResourceSpec};
+use crate::resources::ResourceSpec;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// A row of a mirror table as the user left it.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,15 +56,20 @@ struct TableSql {
     select_deletes: String,
 }
 
+/// The statements of a resource, built once per specification. Specifications live for
+/// the whole process (built-in statics, or leaked by `resources::define`), so their address
+/// and table name identify them.
 fn sql(spec: &ResourceSpec) -> &'static TableSql {
-    static CACHE: OnceLock<HashMap<ResourceKind, TableSql>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| {
-        ResourceKind::ALL
-            .into_iter()
-            .map(|k| (k, build_sql(k.spec())))
-            .collect()
-    });
-    &cache[&spec.kind]
+    type Key = (usize, &'static str);
+    static CACHE: Mutex<Vec<(Key, &'static TableSql)>> = Mutex::new(Vec::new());
+    let key = (spec as *const ResourceSpec as usize, spec.table);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, sql)) = cache.iter().find(|(k, _)| *k == key) {
+        return sql;
+    }
+    let built: &'static TableSql = Box::leak(Box::new(build_sql(spec)));
+    cache.push((key, built));
+    built
 }
 
 fn build_sql(spec: &ResourceSpec) -> TableSql {

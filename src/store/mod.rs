@@ -9,6 +9,7 @@
 //! `restsync status` and people's own `sqlite3` sessions read while a sync writes. Writes
 //! begin IMMEDIATE so they queue on the busy timeout instead of failing on lock upgrade.
 
+pub mod definitions;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod journal;
@@ -30,6 +31,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_journal_lifecycle.sql"),
     include_str!("../../migrations/0003_change_tracking.sql"),
+    include_str!("../../migrations/0004_resource_definitions.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -64,6 +66,10 @@ pub enum StoreError {
     Transition(#[from] journal::IllegalTransition),
     #[error("database task failed: {0}")]
     Task(String),
+    /// A resource definition the existing mirror cannot take (a column removed, renamed or
+    /// retyped; another upstream or path; a table name already used): a configuration problem.
+    #[error("resources.{resource}: {message}")]
+    Definition { resource: String, message: String },
 }
 
 impl StoreError {
@@ -79,6 +85,11 @@ impl StoreError {
     }
 
     /// A lock held too long by another writer: worth retrying later.
+    /// A problem of the configuration (a resource definition), not of the database.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StoreError::Definition { .. })
+    }
+
     pub fn is_busy(&self) -> bool {
         matches!(
             self.sqlite_code(),
@@ -143,6 +154,15 @@ impl Store {
     }
 
     /// A private in-memory database, migrated: for tests of the engine's steps.
+    /// Opens (or creates) the database and makes it hold every resource of `kinds`: the
+    /// mirror and base tables of a defined resource are created or widened here (see
+    /// [`definitions`]); a definition the existing tables cannot take is refused.
+    pub fn open_for(path: &Path, kinds: &[crate::resources::ResourceKind]) -> Result<Store> {
+        let mut store = Store::open(path)?;
+        definitions::ensure_all(&mut store, kinds)?;
+        Ok(store)
+    }
+
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let mut conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
@@ -243,12 +263,15 @@ impl Store {
     }
 }
 
-/// Every mirror table: each gets the change-tracking triggers.
-fn mirror_tables() -> Vec<&'static str> {
-    crate::resources::ResourceKind::ALL
+/// Every mirror table: the built-ins and the defined resources this database holds. Each
+/// gets the change-tracking triggers.
+pub(crate) fn mirror_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut tables: Vec<String> = crate::resources::ResourceKind::BUILT_IN
         .iter()
-        .map(|k| k.spec().table)
-        .collect()
+        .map(|k| k.spec().table.to_string())
+        .collect();
+    tables.extend(definitions::defined_tables(conn)?);
+    Ok(tables)
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -284,7 +307,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    tracking::install_triggers(conn, &mirror_tables()).map_err(|e| e.at(path))?;
+    let tables = mirror_tables(conn)?;
+    let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+    tracking::install_triggers(conn, &tables).map_err(|e| e.at(path))?;
     // A database created with change tracking has no edit it could have missed: the first
     // full check is due a day from now, not after the first pull.
     if fresh {

@@ -32,7 +32,7 @@ fn open_temp() -> (TempDir, Store) {
 }
 
 fn phones() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
+    ResourceKind::PHONE_NUMBERS.spec()
 }
 
 /// contact_id, type, number, extension, description, profile_id (read-only).
@@ -94,7 +94,7 @@ fn open_creates_the_schema() {
     assert_eq!(user_version(store.conn()), schema_version() as i64);
     assert!(schema_version() >= 1);
     // The mirror tables have the spec's columns.
-    for kind in ResourceKind::ALL {
+    for kind in ResourceKind::BUILT_IN {
         let spec = kind.spec();
         let q = format!(
             "SELECT local_id, id, {} FROM {}",
@@ -264,7 +264,7 @@ fn base_snapshots_upsert_and_hash_lookup() {
 #[test]
 fn base_hashes_cover_more_ids_than_one_chunk() {
     let (_dir, mut store) = open_temp();
-    let spec = ResourceKind::SmartNumbers.spec();
+    let spec = ResourceKind::SMART_NUMBERS.spec();
     let values = vec![Value::Null; spec.columns.len()];
     store
         .write(|tx| {
@@ -385,7 +385,7 @@ fn walk_tracks_seen_ids_repeats_and_unseen_bases() {
     assert_eq!(mirror::seen_count(c, spec).unwrap(), 4);
     assert_eq!(mirror::unseen_base(c, spec).unwrap(), [4, 5]);
     // Walks of other resources are tracked apart.
-    let addr = ResourceKind::Addresses.spec();
+    let addr = ResourceKind::ADDRESSES.spec();
     mirror::begin_walk(c, addr).unwrap();
     assert_eq!(mirror::mark_seen(c, addr, &[1, 2]).unwrap(), 0);
     assert_eq!(mirror::seen_count(c, spec).unwrap(), 4);

@@ -117,6 +117,14 @@ fn triggers(table: &str) -> Vec<(String, String)> {
 /// dropped or changed is put back. When one was missing or different in a database that
 /// had them, edits may have gone unrecorded meanwhile: the next push pass compares every
 /// row with its base.
+/// Installs the triggers of a table created just now (nothing could have been missed).
+pub(crate) fn create_triggers(conn: &Connection, table: &str) -> Result<()> {
+    for (_, sql) in triggers(table) {
+        conn.execute_batch(&format!("{sql};"))?;
+    }
+    Ok(())
+}
+
 pub fn install_triggers(conn: &Connection, tables: &[&str]) -> Result<()> {
     // The counter row the triggers bump (and a daemon watches); someone may have deleted it.
     let restored = conn.execute("INSERT OR IGNORE INTO change_tracking (singleton) VALUES (1)", [])?;

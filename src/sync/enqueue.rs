@@ -166,7 +166,9 @@ fn full_check_if_due(store: &mut Store) -> Result<(), StoreError> {
         return Ok(());
     }
     store.write(|tx| {
-        for kind in crate::resources::ResourceKind::ALL {
+        let tables = crate::store::mirror_tables(tx)?;
+        let kinds = crate::resources::ResourceKind::all();
+        for kind in kinds.iter().filter(|k| tables.iter().any(|t| t == k.name())) {
             let spec = kind.spec();
             let missed = mirror::mark_all_changes(tx, spec)?;
             if missed > 0 && last.is_some() {
@@ -254,10 +256,17 @@ fn journal_changes(
             upstream_id: None,
             payload: Json::Object(spec.create_payload(&m.values)).to_string(),
             row_values: journal_values(spec, &m.values),
-            rejected: spec
-                .validate_local(&m.values)
-                .err()
-                .map(|e| format!("{} local_id {}: {e}", spec.table, m.local_id))
+            rejected: if spec.can_create {
+                spec.validate_local(&m.values)
+                    .err()
+                    .map(|e| format!("{} local_id {}: {e}", spec.table, m.local_id))
+            } else {
+                Some(format!(
+                    "{} local_id {}: a new row, but the upstream cannot create {} records (its definition's operations \
+                 leave out create), so nothing was sent. Delete the row",
+                    spec.table, m.local_id, spec.table
+                ))
+            }
                 .or_else(|| out_of_scope(spec, scope, m.local_id, &m.values)),
         });
     }
@@ -310,7 +319,16 @@ fn journal_changes(
             upstream_id: Some(b.id),
             payload: "{}".into(),
             row_values: spec.values_to_json(&b.values),
-            rejected: b.local_id.and_then(|l| id_edited.get(&l).cloned()),
+            rejected: b.local_id.and_then(|l| id_edited.get(&l).cloned()).or_else(|| {
+                (!spec.can_delete).then(|| {
+                    format!(
+                        "{} id {}: the row was deleted, but the upstream cannot delete {} records (its definition's \
+                 operations leave out delete), so nothing was sent. The next walk brings the row back; or \
+                 drop this entry with `restsync journal drop`",
+                        spec.table, b.id, spec.table
+                    )
+                })
+            }),
         });
     }
 

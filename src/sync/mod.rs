@@ -112,11 +112,7 @@ impl Engine {
                     c
                 }
             };
-            let filters = res
-                .user_id
-                .map(|u| vec![("user_id", u.to_string())])
-                .unwrap_or_default();
-            apis.insert(res.kind, ResourceApi::new(spec, client, filters));
+            apis.insert(res.kind, ResourceApi::new(spec, client, res.filters.clone()));
         }
         Ok(Engine {
             settings,

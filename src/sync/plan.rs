@@ -73,6 +73,10 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         let what = format!("local_id {}: {}", m.local_id, values_text(spec, &m.values));
         match failed_as_is(Op::Create, Some(m.local_id), None, &m.values) {
             Some(e) => show_failed(&mut plan, what, e),
+            None if !spec.can_create => plan.notes.push(format!(
+                "{what}: new, but {} has no create endpoint; would be rejected",
+                spec.table
+            )),
             None => plan.push_create.push(what),
         }
     }
@@ -108,6 +112,10 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         let what = format!("id {}: {}", b.id, values_text(spec, &b.values));
         match failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values) {
             Some(e) => show_failed(&mut plan, what, e),
+            None if !spec.can_delete => plan.notes.push(format!(
+                "{what}: deleted locally, but {} has no delete endpoint; would be rejected",
+                spec.table
+            )),
             None => plan.push_delete.push(what),
         }
     }

@@ -4,7 +4,7 @@
 use super::error::UpstreamError;
 use super::http::{json_error_message, Client};
 use super::page::{self, Page, PageError};
-use crate::resources::{ResourceSpec, UpstreamName};
+use crate::resources::{Pagination, ResourceSpec, UpstreamName};
 use reqwest::Method;
 use serde_json::{Map, Value as Json};
 
@@ -85,7 +85,7 @@ impl ResourceApi {
         extra: &[(&str, String)],
     ) -> Result<Page, UpstreamError> {
         let mut query: Vec<(&str, String)> = vec![("page", page.to_string())];
-        if self.spec.upstream == UpstreamName::Firstline {
+        if self.spec.pagination == Pagination::Laravel {
             query.push(("per_page", per_page.to_string()));
         }
         query.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
@@ -94,9 +94,9 @@ impl ResourceApi {
             .client
             .send(Method::GET, self.spec.path, &query, None)
             .await?;
-        let parsed = match self.spec.upstream {
-            UpstreamName::Firstline => page::parse_firstline(&body),
-            UpstreamName::Plusofon => page::parse_plusofon(&body),
+        let parsed = match self.spec.pagination {
+            Pagination::Laravel => page::parse_firstline(&body),
+            Pagination::Flat => page::parse_plusofon(&body),
         };
         parsed.map_err(|e| self.page_error(page, e))
     }

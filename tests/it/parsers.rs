@@ -360,7 +360,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 fn resource_kind() -> impl Strategy<Value = ResourceKind> {
-    prop::sample::select(ResourceKind::ALL.to_vec())
+    prop::sample::select(ResourceKind::BUILT_IN.to_vec())
 }
 
 fn sql_value() -> impl Strategy<Value = rusqlite::types::Value> {
@@ -386,6 +386,7 @@ fn typed_fallback(kind: ResourceKind) -> impl Strategy<Value = Vec<rusqlite::typ
         .map(|c| match c.ty {
             ColumnType::Integer => prop_oneof![Just(V::Null), any::<i64>().prop_map(V::Integer)].boxed(),
             ColumnType::Text => prop_oneof![Just(V::Null), "\\PC{0,8}".prop_map(V::Text)].boxed(),
+            ColumnType::Real => prop_oneof![Just(V::Null), (-1e9f64..1e9).prop_map(V::Real)].boxed(),
         })
         .collect();
     per_column
@@ -415,8 +416,8 @@ fn shaped_record() -> impl Strategy<Value = (ResourceKind, Value, Vec<rusqlite::
                         restsync::resources::JsonPath::Key(k) => {
                             m.insert(k.into(), v);
                         }
-                        restsync::resources::JsonPath::Nested(outer, inner) => {
-                            m.insert(outer.into(), json!({ inner: v }));
+                        restsync::resources::JsonPath::Nested(keys) => {
+                            m.insert(keys[0].into(), json!({ keys[1]: v }));
                         }
                     }
                 }

@@ -169,9 +169,9 @@ async fn the_engine_reports_pages_walks_and_pushes_to_its_observer() {
     assert_eq!(report.exit_code(), 0);
     let seen = seen.lock().expect("events").clone();
     for kind in [
-        restsync::resources::ResourceKind::PhoneNumbers,
-        restsync::resources::ResourceKind::Addresses,
-        restsync::resources::ResourceKind::SmartNumbers,
+        restsync::resources::ResourceKind::PHONE_NUMBERS,
+        restsync::resources::ResourceKind::ADDRESSES,
+        restsync::resources::ResourceKind::SMART_NUMBERS,
     ] {
         let records: u64 = seen
             .iter()
@@ -206,7 +206,7 @@ async fn the_engine_reports_pages_walks_and_pushes_to_its_observer() {
     assert_eq!(
         pushed,
         vec![&Progress::Pushed {
-            resource: restsync::resources::ResourceKind::PhoneNumbers,
+            resource: restsync::resources::ResourceKind::PHONE_NUMBERS,
             done: true
         }]
     );

@@ -9,7 +9,7 @@ use crate::store::{mirror, Store};
 use rusqlite::types::Value;
 
 fn smart() -> &'static ResourceSpec {
-    ResourceKind::SmartNumbers.spec()
+    ResourceKind::SMART_NUMBERS.spec()
 }
 
 /// user_id, phone_a, phone_b, phone_x, description, created_at

@@ -7,7 +7,7 @@ const LOCAL_ID: i64 = 7;
 const ID: i64 = 245621;
 
 fn spec() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
+    ResourceKind::PHONE_NUMBERS.spec()
 }
 
 /// A phone number row: contact_id, type, number, extension, description, profile_id
@@ -431,7 +431,7 @@ fn row_with_id_but_no_base_treats_local_values_as_edits() {
 
 #[test]
 fn smart_number_read_only_phones_follow_upstream() {
-    let spec = ResourceKind::SmartNumbers.spec();
+    let spec = ResourceKind::SMART_NUMBERS.spec();
     let row = |phone_a: &str, phone_b: &str, desc: &str| {
         vec![
             Value::Integer(40),

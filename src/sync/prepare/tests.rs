@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 use serde_json::json;
 
 fn phones() -> &'static ResourceSpec {
-    ResourceKind::PhoneNumbers.spec()
+    ResourceKind::PHONE_NUMBERS.spec()
 }
 
 /// contact_id, type, number, extension, description, profile_id

@@ -1,0 +1,252 @@
+//! Mirror and base tables of resources defined in the configuration: created from the
+//! definition on start-up, widened when a definition adds columns, and never narrowed.
+//!
+//! `resource_definitions` remembers the upstream, path and columns each table was made
+//! with. A definition that adds columns at the end gets them on both tables, filled from
+//! each record's stored raw JSON (no walk needed); any other change to the stored shape
+//! is refused with what to do, so no mirror data is ever dropped by a config edit.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+
+use super::{now_text, tracking, Result, StoreError};
+use crate::resources::{ResourceKind, ResourceSpec};
+
+/// What a defined table was created with: the part of a definition that shapes storage.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Stored {
+    upstream: String,
+    path: String,
+    columns: Vec<StoredColumn>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct StoredColumn {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+impl Stored {
+    fn of(spec: &ResourceSpec) -> Stored {
+        Stored {
+            upstream: spec.upstream.as_str().to_string(),
+            path: spec.path.to_string(),
+            columns: spec
+                .columns
+                .iter()
+                .map(|c| StoredColumn {
+                    name: c.name.to_string(),
+                    ty: c.ty.as_str().to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Names of the defined tables this database holds.
+pub(crate) fn defined_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let exists: bool = conn
+        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resource_definitions'")?
+        .exists([])?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached("SELECT name FROM resource_definitions ORDER BY name")?;
+    let names = stmt.query_map([], |r| r.get(0))?.collect();
+    names
+}
+
+/// Makes the database hold every defined resource of `kinds` as defined (built-ins are
+/// in the schema already). One transaction per resource.
+pub fn ensure_all(store: &mut super::Store, kinds: &[ResourceKind]) -> Result<()> {
+    for kind in kinds.iter().filter(|k| !k.is_built_in()) {
+        store.write(|tx| ensure(tx, kind.spec()))?;
+    }
+    Ok(())
+}
+
+fn refuse(spec: &ResourceSpec, message: String) -> StoreError {
+    StoreError::Definition {
+        resource: spec.table.to_string(),
+        message,
+    }
+}
+
+fn ensure(tx: &Transaction<'_>, spec: &ResourceSpec) -> Result<()> {
+    let wanted = Stored::of(spec);
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT definition FROM resource_definitions WHERE name = ?1",
+            [spec.table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(stored) = stored else {
+        return create(tx, spec, &wanted);
+    };
+    let stored: Stored = serde_json::from_str(&stored).map_err(|e| {
+        refuse(
+            spec,
+            format!("the stored definition in resource_definitions cannot be read ({e})"),
+        )
+    })?;
+    if stored == wanted {
+        return Ok(());
+    }
+    let start_over = format!(
+        "restsync never drops mirror data for a config change. Put the definition back, or give the new \
+         definition another name; to start this resource over, stop restsync and run \
+         `DROP TABLE {t}; DROP TABLE {t}_base; DELETE FROM resource_definitions WHERE name = '{t}';` \
+         (after keeping what you need)",
+        t = spec.table
+    );
+    if stored.upstream != wanted.upstream || stored.path != wanted.path {
+        return Err(refuse(
+            spec,
+            format!(
+                "the mirror table `{}` holds records of {} {}, but the definition now says {} {}. {start_over}",
+                spec.table, stored.upstream, stored.path, wanted.upstream, wanted.path
+            ),
+        ));
+    }
+    for (i, old) in stored.columns.iter().enumerate() {
+        match wanted.columns.get(i) {
+            Some(new) if new == old => {}
+            Some(new) if new.name == old.name => {
+                return Err(refuse(
+                    spec,
+                    format!(
+                        "columns: `{}` was created as {} and is now {}; a column's type cannot change. {start_over}",
+                        old.name, old.ty, new.ty
+                    ),
+                ))
+            }
+            _ => {
+                let now = wanted.columns.iter().position(|c| c.name == old.name);
+                let what = match now {
+                    Some(_) => format!("`{}` moved; new columns go at the end, after the existing ones", old.name),
+                    None => format!("`{}` ({}) was removed or renamed", old.name, old.ty),
+                };
+                return Err(refuse(spec, format!("columns: {what}. {start_over}")));
+            }
+        }
+    }
+    widen(tx, spec, stored.columns.len(), &wanted)
+}
+
+fn column_defs(spec: &ResourceSpec) -> String {
+    spec.columns
+        .iter()
+        .map(|c| format!(",\n    {} {}", c.name, c.ty.as_str().to_uppercase()))
+        .collect()
+}
+
+fn create(tx: &Transaction<'_>, spec: &ResourceSpec, wanted: &Stored) -> Result<()> {
+    for table in [spec.table, spec.base_table] {
+        let taken: bool = tx
+            .prepare_cached("SELECT 1 FROM sqlite_master WHERE name = ?1")?
+            .exists([table])?;
+        if taken {
+            return Err(refuse(
+                spec,
+                format!(
+                    "the database already has a table or index named `{table}` that restsync did not create \
+                     for this resource; name the resource differently (the section name is the table name)"
+                ),
+            ));
+        }
+    }
+    let cols = column_defs(spec);
+    tx.execute_batch(&format!(
+        "CREATE TABLE {t} (\n    local_id INTEGER PRIMARY KEY,\n    id INTEGER UNIQUE{cols}\n);\n\
+         CREATE TABLE {b} (\n    id INTEGER PRIMARY KEY,\n    local_id INTEGER{cols},\n    \
+         raw TEXT NOT NULL,\n    hash INTEGER NOT NULL,\n    synced_at TEXT NOT NULL\n);",
+        t = spec.table,
+        b = spec.base_table
+    ))?;
+    tracking::create_triggers(tx, spec.table)?;
+    let now = now_text();
+    tx.execute(
+        "INSERT INTO resource_definitions (name, definition, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+        params![spec.table, to_json(wanted), now],
+    )?;
+    tracing::info!(
+        resource = spec.table,
+        "created the mirror table of a defined resource"
+    );
+    Ok(())
+}
+
+/// Adds the columns after the first `existing` to both tables and fills them from each
+/// record's raw JSON: the base gets upstream's value, and so does the mirror row (a value
+/// nobody could have edited locally yet). Triggers are off on restsync's connection, so
+/// nothing here is taken for a local edit.
+fn widen(tx: &Transaction<'_>, spec: &ResourceSpec, existing: usize, wanted: &Stored) -> Result<()> {
+    let added = &spec.columns[existing..];
+    for col in added {
+        for table in [spec.table, spec.base_table] {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {} {}",
+                col.name,
+                col.ty.as_str().to_uppercase()
+            ))?;
+        }
+    }
+    let mut filled = 0usize;
+    let mut unreadable = 0usize;
+    {
+        let mut rows = tx.prepare(&format!("SELECT id, local_id, raw FROM {}", spec.base_table))?;
+        let sets: String = added
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", c.name, i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut base_update = tx.prepare(&format!("UPDATE {} SET {sets} WHERE id = ?1", spec.base_table))?;
+        let mut mirror_update =
+            tx.prepare(&format!("UPDATE {} SET {sets} WHERE local_id = ?1", spec.table))?;
+        let mut it = rows.query([])?;
+        while let Some(row) = it.next()? {
+            let (id, local_id, raw): (i64, Option<i64>, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let parsed = serde_json::from_str(&raw)
+                .ok()
+                .and_then(|json| spec.parse(&json, None).ok());
+            let Some(record) = parsed else {
+                unreadable += 1;
+                continue;
+            };
+            let values = &record.values[existing..];
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
+            args.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+            base_update.execute(args.as_slice())?;
+            if let Some(local_id) = local_id {
+                args[0] = &local_id;
+                mirror_update.execute(args.as_slice())?;
+            }
+            filled += 1;
+        }
+    }
+    tx.execute(
+        "UPDATE resource_definitions SET definition = ?2, updated_at = ?3 WHERE name = ?1",
+        params![spec.table, to_json(wanted), now_text()],
+    )?;
+    let names: Vec<&str> = added.iter().map(|c| c.name).collect();
+    tracing::info!(resource = spec.table, columns = ?names, records = filled,
+        "added columns to a defined resource, filled from the stored upstream records");
+    if unreadable > 0 {
+        tracing::warn!(
+            resource = spec.table,
+            records = unreadable,
+            "some stored records could not be read for the new columns; the next walk fills them"
+        );
+    }
+    Ok(())
+}
+
+fn to_json(stored: &Stored) -> String {
+    serde_json::to_string(stored).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
