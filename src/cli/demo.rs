@@ -27,6 +27,7 @@ pub async fn serve_sandbox(
     seed: u64,
     records: usize,
     faults: Option<&str>,
+    defined: Vec<crate::resources::ResourceKind>,
 ) -> i32 {
     let faults = match faults.map(sandbox::parse_faults).transpose() {
         Ok(f) => f.unwrap_or_default(),
@@ -41,6 +42,7 @@ pub async fn serve_sandbox(
         seed,
         records,
         faults,
+        defined,
         ..SandboxOptions::default()
     };
     let sandbox = match Sandbox::start(opts.clone()).await {

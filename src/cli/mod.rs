@@ -16,6 +16,7 @@ mod demo;
 mod journal_cmd;
 mod logging;
 mod progress;
+mod resources_cmd;
 mod status;
 mod summary;
 mod sync_cmd;
@@ -126,6 +127,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the resources this configuration can sync (built-in and defined in the config)
+    /// with their columns; `resources show NAME` prints one as the TOML that defines it.
+    Resources {
+        #[command(subcommand)]
+        action: Option<ResourcesAction>,
+    },
     /// Serve the built-in emulator of the Firstline and Plusofon APIs on 127.0.0.1.
     Sandbox {
         /// Port for the Firstline API (0 picks a free one).
@@ -143,6 +150,9 @@ pub enum Command {
         /// Fault injection, e.g. "error_rate=0.25,rate_limit_rate=0.15,retry_after_secs=1,latency_ms=20".
         #[arg(long)]
         faults: Option<String>,
+        /// Also serve the resources defined in this configuration file (generated records).
+        #[arg(long = "definitions", value_name = "CONFIG")]
+        definitions: Option<PathBuf>,
     },
     /// Run restsync end to end against the built-in sandbox and print a short report.
     Demo {
@@ -152,6 +162,16 @@ pub enum Command {
         /// Records generated for each resource.
         #[arg(long, default_value_t = 250)]
         records: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourcesAction {
+    /// Print a resource's definition as TOML (a built-in's too: copy it under another name
+    /// in the config and adapt it).
+    Show {
+        /// Resource name (its mirror table).
+        name: String,
     },
 }
 
@@ -218,15 +238,41 @@ pub fn run(cli: Cli) -> i32 {
             seed,
             records,
             faults,
+            definitions,
         } => {
             logging::init(None, flag_format.unwrap_or(LogFormat::Text));
+            let defined = match definitions.map(|p| config::load(&p)).transpose() {
+                Ok(settings) => settings.map(|s| s.kinds()).unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("restsync: --definitions: {e}");
+                    return exit::CONFIG;
+                }
+            };
             runtime.block_on(demo::serve_sandbox(
                 firstline_port,
                 plusofon_port,
                 seed,
                 records,
                 faults.as_deref(),
+                defined.into_iter().filter(|k| !k.is_built_in()).collect(),
             ))
+        }
+        Command::Resources { action } => {
+            logging::init(Some("warn"), flag_format.unwrap_or(LogFormat::Text));
+            // Without a configuration file the built-ins are still worth listing.
+            let settings = if cli.config.exists() {
+                match config::load(&cli.config) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("restsync: {e}");
+                        return exit::CONFIG;
+                    }
+                }
+            } else {
+                None
+            };
+            let show = action.map(|ResourcesAction::Show { name }| name);
+            resources_cmd::run(settings.as_ref(), show.as_deref())
         }
         Command::Demo { dir, records } => {
             logging::init(Some("warn"), flag_format.unwrap_or(LogFormat::Text));
@@ -278,7 +324,7 @@ async fn dispatch(command: Command, config_path: PathBuf, settings: Settings) ->
             let restore = action.map(|ConflictsAction::Restore { seq }| seq);
             conflicts_cmd::run(&settings, restore, resource.as_deref(), since.as_deref(), json)
         }
-        Command::Sandbox { .. } | Command::Demo { .. } => exit::FATAL,
+        Command::Sandbox { .. } | Command::Demo { .. } | Command::Resources { .. } => exit::FATAL,
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                     .delete(move |s: State<Arc<Shared>>, id: Path<String>| destroy(kind, s, id)),
             );
     }
+    r = super::defined::routes(r, &shared, crate::resources::UpstreamName::Firstline);
     r.fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"message": "Not Found"})) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .layer(middleware::from_fn_with_state(

@@ -4,6 +4,7 @@
 //! one request log. Tests and the `restsync sandbox` command drive it through
 //! [`SandboxControl`]; the emulation follows the upstream documents, quirks included.
 
+mod defined;
 mod faults;
 mod firstline;
 mod layer;
@@ -56,6 +57,9 @@ pub struct SandboxOptions {
     /// Expected value of Plusofon's `Client` header.
     pub plusofon_client: String,
     pub faults: Faults,
+    /// Resources defined in a configuration, served from their definitions (each seeded
+    /// with `records` generated records) next to the built-ins of their upstream.
+    pub defined: Vec<crate::resources::ResourceKind>,
 }
 
 impl Default for SandboxOptions {
@@ -69,6 +73,7 @@ impl Default for SandboxOptions {
             plusofon_token: "sandbox-plusofon-token".to_string(),
             plusofon_client: "10553".to_string(),
             faults: Faults::default(),
+            defined: Vec::new(),
         }
     }
 }
@@ -91,6 +96,8 @@ pub(crate) struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     /// Records created through the API, and when: lists may not show them yet.
     created: Mutex<Vec<(Kind, i64, std::time::Instant)>>,
+    /// Defined resources' records, by resource name.
+    defined: Mutex<std::collections::BTreeMap<&'static str, defined::Collection>>,
     firstline_token: String,
     plusofon_token: String,
     plusofon_client: String,
@@ -155,6 +162,12 @@ impl Sandbox {
             faults: Mutex::new(FaultEngine::new(opts.faults)),
             log: Mutex::new(Vec::new()),
             created: Mutex::new(Vec::new()),
+            defined: Mutex::new(
+                opts.defined
+                    .iter()
+                    .map(|k| (k.name(), defined::Collection::seeded(*k, seed, records)))
+                    .collect(),
+            ),
             firstline_token: opts.firstline_token,
             plusofon_token: opts.plusofon_token,
             plusofon_client: opts.plusofon_client,
@@ -285,6 +298,28 @@ impl SandboxControl {
     }
 
     /// Replaces the random faults (and restarts their random stream from `faults.seed`).
+    /// The records of a defined resource, in listing order (empty if it is not served).
+    pub fn defined_records(&self, resource: &str) -> Vec<Value> {
+        lock(&self.shared.defined)
+            .get(resource)
+            .map(defined::Collection::records)
+            .unwrap_or_default()
+    }
+
+    /// Changes one column of a defined resource's record upstream (someone else's edit).
+    pub fn defined_set(&self, resource: &str, id: i64, column: &str, value: Value) -> bool {
+        lock(&self.shared.defined)
+            .get_mut(resource)
+            .is_some_and(|c| c.set(id, column, value))
+    }
+
+    /// Deletes a defined resource's record upstream.
+    pub fn defined_delete(&self, resource: &str, id: i64) -> bool {
+        lock(&self.shared.defined)
+            .get_mut(resource)
+            .is_some_and(|c| c.remove(id))
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.shared.faults().set(faults);
     }

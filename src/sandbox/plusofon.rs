@@ -25,9 +25,10 @@ const LINK_PATH: &str = "http://localhost/api/v1/smart-numbers";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let base = Kind::SmartNumbers.base_path();
-    Router::new()
+    let r = Router::new()
         .route(base, get(list).post(create))
-        .route(&format!("{base}/{{id}}"), delete(destroy))
+        .route(&format!("{base}/{{id}}"), delete(destroy));
+    super::defined::routes(r, &shared, crate::resources::UpstreamName::Plusofon)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found", 404) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .layer(middleware::from_fn_with_state(

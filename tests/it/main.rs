@@ -10,6 +10,7 @@ mod config_example;
 mod conflicts;
 mod convergence;
 mod daemon;
+mod defined;
 mod errors;
 mod limits;
 mod logs;

@@ -36,7 +36,9 @@ fn emails(name: &str, extra: Vec<ColumnDefinition>) -> ResourceKind {
 fn table_info(store: &Store, table: &str) -> Vec<(String, String, i64)> {
     let mut stmt = store
         .conn()
-        .prepare(&format!("SELECT name, type, pk FROM pragma_table_info('{table}') ORDER BY cid"))
+        .prepare(&format!(
+            "SELECT name, type, pk FROM pragma_table_info('{table}') ORDER BY cid"
+        ))
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
@@ -51,7 +53,10 @@ fn unique_columns(store: &Store, table: &str) -> Vec<String> {
             "SELECT ii.name FROM pragma_index_list('{table}') il, pragma_index_info(il.name) ii WHERE il.[unique] ORDER BY ii.name"
         ))
         .unwrap();
-    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -71,12 +76,29 @@ fn a_defined_resource_gets_mirror_and_base_tables_shaped_like_a_built_ins() {
         ]
     );
     assert_eq!(unique_columns(&store, "emails_shape"), vec!["id".to_string()]);
-    let base: Vec<String> = table_info(&store, "emails_shape_base").into_iter().map(|c| c.0).collect();
-    assert_eq!(base, ["id", "local_id", "contact_id", "email", "score", "raw", "hash", "synced_at"]);
+    let base: Vec<String> = table_info(&store, "emails_shape_base")
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(
+        base,
+        [
+            "id",
+            "local_id",
+            "contact_id",
+            "email",
+            "score",
+            "raw",
+            "hash",
+            "synced_at"
+        ]
+    );
     // Edits by a person are tracked like on any mirror table; restsync's own are not.
     let spec = kind.spec();
     let row = [Value::Integer(1), Value::Text("a@b.c".into()), Value::Null];
-    store.write(|tx| mirror::insert_mirror(tx, spec, Some(5), &row)).unwrap();
+    store
+        .write(|tx| mirror::insert_mirror(tx, spec, Some(5), &row))
+        .unwrap();
     assert!(!tracking::any_marks(store.conn(), "emails_shape").unwrap());
     store
         .person()
@@ -109,8 +131,14 @@ fn the_built_ins_tables_are_what_their_definitions_would_create() {
         });
         ensure_all(&mut store, &[copy]).unwrap();
         assert_eq!(table_info(&store, builtin.name()), table_info(&store, &copy_name));
-        assert_eq!(table_info(&store, spec.base_table), table_info(&store, copy.spec().base_table));
-        assert_eq!(unique_columns(&store, builtin.name()), unique_columns(&store, &copy_name));
+        assert_eq!(
+            table_info(&store, spec.base_table),
+            table_info(&store, copy.spec().base_table)
+        );
+        assert_eq!(
+            unique_columns(&store, builtin.name()),
+            unique_columns(&store, &copy_name)
+        );
         assert_eq!(unique_columns(&store, builtin.name()), vec!["id".to_string()]);
     }
 }
@@ -134,7 +162,10 @@ fn an_added_column_is_filled_from_the_stored_records_without_a_walk() {
 
     let v2 = emails(
         "emails_grow",
-        vec![column("label", "text", None, true), column("rank", "integer", Some("email_meta.rank"), false)],
+        vec![
+            column("label", "text", None, true),
+            column("rank", "integer", Some("email_meta.rank"), false),
+        ],
     );
     let store = Store::open_for(&path, &[v2]).unwrap();
     let (label, rank, base_label): (String, i64, String) = store
@@ -159,20 +190,43 @@ fn a_definition_that_would_drop_rename_retype_or_move_data_is_refused() {
     let original = emails("emails_keep", vec![column("label", "text", None, true)]);
     Store::open_for(&path, &[original]).unwrap();
     let cases: Vec<(ResourceKind, &str)> = vec![
-        (emails("emails_keep", vec![]), "`label` (text) was removed or renamed"),
-        (emails("emails_keep", vec![column("tag", "text", None, true)]), "`label` (text) was removed or renamed"),
-        (emails("emails_keep", vec![column("label", "integer", None, true)]), "`label` was created as text and is now integer"),
         (
-            emails("emails_keep", vec![column("extra", "text", None, false), column("label", "text", None, true)]),
+            emails("emails_keep", vec![]),
+            "`label` (text) was removed or renamed",
+        ),
+        (
+            emails("emails_keep", vec![column("tag", "text", None, true)]),
+            "`label` (text) was removed or renamed",
+        ),
+        (
+            emails("emails_keep", vec![column("label", "integer", None, true)]),
+            "`label` was created as text and is now integer",
+        ),
+        (
+            emails(
+                "emails_keep",
+                vec![
+                    column("extra", "text", None, false),
+                    column("label", "text", None, true),
+                ],
+            ),
             "`label` moved",
         ),
     ];
     for (kind, wanted) in cases {
-        let err = Store::open_for(&path, &[kind]).err().expect("refused");
+        let Err(err) = Store::open_for(&path, &[kind]) else {
+            panic!("refused")
+        };
         assert!(err.is_config(), "{err}");
         let text = err.to_string();
-        assert!(text.contains("resources.emails_keep") && text.contains(wanted), "{text}");
-        assert!(text.contains("DROP TABLE emails_keep"), "says how to start over: {text}");
+        assert!(
+            text.contains("resources.emails_keep") && text.contains(wanted),
+            "{text}"
+        );
+        assert!(
+            text.contains("DROP TABLE emails_keep"),
+            "says how to start over: {text}"
+        );
     }
     // Another path: refused too.
     let mut problems = Vec::new();
@@ -193,10 +247,16 @@ fn a_definition_that_would_drop_rename_retype_or_move_data_is_refused() {
     )
     .unwrap();
     let err = Store::open_for(&path, &[define(moved)]).err().expect("refused");
-    assert!(err.to_string().contains("/api/v1/email") && err.to_string().contains("/api/v2/email"), "{err}");
+    assert!(
+        err.to_string().contains("/api/v1/email") && err.to_string().contains("/api/v2/email"),
+        "{err}"
+    );
     // Nothing was changed by the refusals.
     let store = Store::open_for(&path, &[original]).unwrap();
-    let names: Vec<String> = table_info(&store, "emails_keep").into_iter().map(|c| c.0).collect();
+    let names: Vec<String> = table_info(&store, "emails_keep")
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
     assert_eq!(names, ["local_id", "id", "contact_id", "email", "label"]);
 }
 
@@ -207,9 +267,18 @@ fn a_table_restsync_did_not_create_is_never_taken_over() {
         .conn()
         .execute_batch("CREATE TABLE emails_mine (x TEXT); INSERT INTO emails_mine VALUES ('keep me');")
         .unwrap();
-    let err = ensure_all(&mut store, &[emails("emails_mine", vec![])]).err().expect("refused");
-    assert!(err.to_string().contains("already has a table or index named `emails_mine`"), "{err}");
-    let kept: String = store.conn().query_row("SELECT x FROM emails_mine", [], |r| r.get(0)).unwrap();
+    let Err(err) = ensure_all(&mut store, &[emails("emails_mine", vec![])]) else {
+        panic!("refused")
+    };
+    assert!(
+        err.to_string()
+            .contains("already has a table or index named `emails_mine`"),
+        "{err}"
+    );
+    let kept: String = store
+        .conn()
+        .query_row("SELECT x FROM emails_mine", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(kept, "keep me");
 }
 

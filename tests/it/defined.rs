@@ -1,0 +1,328 @@
+//! A resource defined only in the config (an `emails` endpoint restsync has never heard
+//! of) does what the built-ins do: pull, remote and local changes both ways, conflicts,
+//! exactly-once creates under an unknown outcome, the mass-delete guard, and a definition
+//! that grows a column.
+
+use crate::common::Env;
+use restsync::resources::ResourceKind;
+use restsync::sandbox::{FaultAction, SandboxOptions, ScriptedFault};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// The definition of an e-mail resource named `name`; `extra` adds columns.
+fn emails(name: &str, extra: &str) -> String {
+    format!(
+        r#"
+[resources.{name}]
+upstream = "firstline"
+path = "/api/v1/{name}"
+natural_key = ["contact_id", "email"]
+
+[[resources.{name}.columns]]
+name = "contact_id"
+type = "integer"
+from = "email_contact.contact_id"
+writable = true
+required_on_update = true
+
+[[resources.{name}.columns]]
+name = "email"
+type = "text"
+writable = true
+
+[[resources.{name}.columns]]
+name = "verified"
+type = "integer"
+{extra}
+"#
+    )
+}
+
+/// Only the defined resource is synced: the built-ins are switched off.
+fn only(definition: &str) -> String {
+    format!(
+        "[resources.phone_numbers]\nenabled = false\n[resources.addresses]\nenabled = false\n\
+         [resources.smart_numbers]\nenabled = false\n{definition}"
+    )
+}
+
+/// Registers a definition in this process (as loading the config does), for the sandbox.
+fn define(definition: &str, name: &str) -> ResourceKind {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("defs.toml");
+    let text =
+        format!("[upstreams.firstline]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\n{definition}");
+    std::fs::write(&path, text).unwrap();
+    restsync::config::load_with_env(&path, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    ResourceKind::from_name(name).expect("defined")
+}
+
+async fn start(name: &str, extra: &str, records: usize) -> Env {
+    let kind = define(&emails(name, extra), name);
+    let env = Env::start_with(SandboxOptions {
+        records,
+        defined: vec![kind],
+        ..SandboxOptions::default()
+    })
+    .await;
+    env.write_config("", &only(&emails(name, extra)));
+    env
+}
+
+fn upstream_by_id(env: &Env, name: &str) -> HashMap<i64, Value> {
+    env.control
+        .defined_records(name)
+        .into_iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r))
+        .collect()
+}
+
+fn posts(env: &Env, path: &str) -> usize {
+    env.control
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == path)
+        .count()
+}
+
+#[tokio::test]
+async fn a_resource_defined_only_in_the_config_syncs_both_ways() {
+    let env = start("emails", "", 30).await;
+    env.sync_ok().await;
+    assert_eq!(env.count("SELECT count(*) FROM emails"), 30);
+    let upstream = upstream_by_id(&env, "emails");
+    let contact: i64 = env
+        .db()
+        .query_row("SELECT contact_id FROM emails WHERE id = 4", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        Some(contact),
+        upstream[&4]["email_contact"]["contact_id"].as_i64(),
+        "read through the nested path"
+    );
+
+    // Both sides change: a remote edit, a local edit, a local create, a local delete, and
+    // one record edited on both sides (a conflict; remote wins by default).
+    assert!(env
+        .control
+        .defined_set("emails", 3, "email", json!("remote@x.test")));
+    assert!(env
+        .control
+        .defined_set("emails", 9, "email", json!("remote9@x.test")));
+    env.exec("UPDATE emails SET email = 'local@x.test' WHERE id = 5");
+    env.exec("UPDATE emails SET email = 'local9@x.test' WHERE id = 9");
+    env.exec("INSERT INTO emails (contact_id, email) VALUES (77, 'new@x.test')");
+    env.exec("DELETE FROM emails WHERE id = 7");
+    env.sync_ok().await;
+
+    let upstream = upstream_by_id(&env, "emails");
+    let mirror_email = |id: i64| -> String {
+        env.db()
+            .query_row("SELECT email FROM emails WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(mirror_email(3), "remote@x.test");
+    assert_eq!(upstream[&5]["email"], "local@x.test");
+    assert_eq!(
+        upstream[&5]["email_contact"]["contact_id"],
+        upstream[&5]["email_contact"]["contact_id"]
+    );
+    assert!(!upstream.contains_key(&7), "deleted upstream");
+    assert_eq!(mirror_email(9), "remote9@x.test");
+    let created: Vec<&Value> = upstream.values().filter(|r| r["email"] == "new@x.test").collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]["email_contact"]["contact_id"], 77,
+        "written at the nested path"
+    );
+    let new_id = created[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        env.count("SELECT count(*) FROM emails WHERE email = 'new@x.test' AND id IS NOT NULL"),
+        1
+    );
+    assert_eq!(
+        env.count(&format!("SELECT count(*) FROM emails WHERE id = {new_id}")),
+        1
+    );
+
+    let conflicts = env
+        .restsync(&["conflicts", "--resource", "emails", "--json"])
+        .await;
+    assert_eq!(conflicts.code, 0, "{}", conflicts.stderr);
+    assert!(
+        conflicts.stdout.contains("local9@x.test") && conflicts.stdout.contains("remote9@x.test"),
+        "{}",
+        conflicts.stdout
+    );
+
+    // A second cycle sends nothing again.
+    let before = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    env.sync_ok().await;
+    let after = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    assert_eq!(before, after, "converged: no writes on the next cycle");
+    assert_eq!(posts(&env, "/api/v1/emails"), 1);
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 0, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stdout.contains("emails"), "{}", status.stdout);
+
+    // The resources command knows it, and prints it back as the TOML that defines it.
+    let list = env.restsync(&["resources"]).await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("emails "))
+        .expect("listed");
+    assert!(
+        line.contains("config") && line.contains("/api/v1/emails") && line.ends_with("yes"),
+        "{line}"
+    );
+    assert!(
+        list.stdout
+            .contains("contact_id integer writable (from email_contact.contact_id)"),
+        "{}",
+        list.stdout
+    );
+    let shown = env.restsync(&["resources", "show", "emails"]).await;
+    assert_eq!(shown.code, 0);
+    assert!(
+        shown.stdout.contains("[resources.emails]")
+            && shown.stdout.contains("from = \"email_contact.contact_id\""),
+        "{}",
+        shown.stdout
+    );
+    let missing = env.restsync(&["resources", "show", "nope"]).await;
+    assert_eq!(missing.code, 64, "{}", missing.stderr);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_found_by_its_natural_key_not_sent_twice() {
+    let env = start("emails_lost", "", 5).await;
+    env.sync_ok().await;
+    env.exec("INSERT INTO emails_lost (contact_id, email) VALUES (12, 'once@x.test')");
+    env.control.push_scripted(ScriptedFault {
+        method: Some("POST".into()),
+        kind: None,
+        page: None,
+        action: FaultAction::DropAfterCommit,
+        times: 1,
+    });
+    let mut code = -1;
+    for _ in 0..6 {
+        code = env.sync_once().await.code;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    assert_eq!(code, 0);
+    let dropped = env
+        .control
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.status == 0);
+    assert!(
+        dropped,
+        "the create's answer was lost: {:?}",
+        env.control.requests()
+    );
+    let made: Vec<Value> = env
+        .control
+        .defined_records("emails_lost")
+        .into_iter()
+        .filter(|r| r["email"] == "once@x.test")
+        .collect();
+    assert_eq!(made.len(), 1, "created exactly once");
+    assert_eq!(posts(&env, "/api/v1/emails_lost"), 1);
+    let id = made[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM emails_lost WHERE id = {id} AND email = 'once@x.test'"
+        )),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_mass_delete_guard_holds_a_defined_resources_deletes() {
+    let env = start("emails_guard", "", 20).await;
+    env.sync_ok().await;
+    env.exec("DELETE FROM emails_guard");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(
+        env.control.defined_records("emails_guard").len(),
+        20,
+        "nothing deleted upstream"
+    );
+    let deletes = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 0);
+}
+
+#[tokio::test]
+async fn a_definition_that_adds_a_column_upgrades_the_existing_mirror() {
+    let grown = "[[resources.emails_grow.columns]]\nname = \"label\"\ntype = \"text\"\nfrom = \"meta.label\"\nwritable = true\n";
+    // The upstream already holds `meta.label`; the first definition does not read it.
+    let env = start("emails_grow", grown, 8).await;
+    env.write_config("", &only(&emails("emails_grow", "")));
+    env.sync_ok().await;
+    let cols = |env: &Env| -> Vec<String> {
+        let db = env.db();
+        let mut stmt = db
+            .prepare("SELECT name FROM pragma_table_info('emails_grow')")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!cols(&env).contains(&"label".to_string()));
+
+    env.write_config("", &only(&emails("emails_grow", grown)));
+    let plan = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        plan.code, 0,
+        "the new column comes from stored records: nothing to pull or push\n{}\n{}",
+        plan.stdout, plan.stderr
+    );
+    assert!(cols(&env).contains(&"label".to_string()));
+    let upstream = upstream_by_id(&env, "emails_grow");
+    let label: String = env
+        .db()
+        .query_row("SELECT label FROM emails_grow WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(Some(label.as_str()), upstream[&2]["meta"]["label"].as_str());
+    // The new column is pushed like any other.
+    env.exec("UPDATE emails_grow SET label = 'home' WHERE id = 2");
+    env.sync_ok().await;
+    assert_eq!(upstream_by_id(&env, "emails_grow")[&2]["meta"]["label"], "home");
+
+    // Taking the column away again is refused (exit 78), naming it; the data stays.
+    env.write_config("", &only(&emails("emails_grow", "")));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`label` (text) was removed or renamed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM emails_grow WHERE label = 'home'"),
+        1
+    );
+}
