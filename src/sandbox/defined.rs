@@ -185,7 +185,7 @@ async fn list(name: &'static str, State(shared): State<Arc<Shared>>, RawQuery(q)
             .and_then(|p| p.parse().ok())
             .filter(|p| *p >= 1)
             .unwrap_or(15),
-        Pagination::Flat => 20,
+        Pagination::Flat => 15,
     };
     // Exact-match filters on any column, as a search endpoint takes them.
     let filters: Vec<(&JsonPath, String)> = spec
