@@ -79,6 +79,13 @@ fn offline(config_path: &Path, settings: &Settings) -> i32 {
             exit::CANTCREAT
         }
     };
+    let code = match definitions(settings) {
+        Ok(()) => code,
+        Err(message) => {
+            eprintln!("restsync: {message}");
+            exit::CONFIG
+        }
+    };
     for r in &settings.resources {
         let next: Vec<String> = r
             .schedule
@@ -89,6 +96,48 @@ fn offline(config_path: &Path, settings: &Settings) -> i32 {
         outln!("{}: next walks {}", r.kind.name(), next.join(", "));
     }
     code
+}
+
+/// Whether the database can take the resource definitions, and what start-up will do to
+/// their tables (nothing is changed here).
+fn definitions(settings: &Settings) -> Result<(), String> {
+    use crate::store::definitions::{preview, Change};
+    let defined: Vec<_> = settings
+        .kinds()
+        .into_iter()
+        .filter(|k| !k.is_built_in())
+        .collect();
+    if defined.is_empty() {
+        return Ok(());
+    }
+    let path = &settings.database_path;
+    let current = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()
+        .filter(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .is_ok_and(|v| v == crate::store::schema_version() as i64)
+        });
+    let Some(conn) = current else {
+        for kind in defined {
+            outln!("{}: its mirror tables are created on the first sync", kind.name());
+        }
+        return Ok(());
+    };
+    for (kind, change) in preview(&conn, &defined).map_err(|e| e.to_string())? {
+        match change {
+            Change::None => {}
+            Change::Create => outln!("{}: its mirror tables are created on the next start", kind.name()),
+            Change::Widen { existing } => {
+                let added: Vec<&str> = kind.spec().columns[existing..].iter().map(|c| c.name).collect();
+                outln!(
+                    "{}: columns {} are added on the next start (filled from the stored records)",
+                    kind.name(),
+                    added.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether restsync could write the database: an existing one is opened read-write and a

@@ -73,9 +73,38 @@ fn refuse(spec: &ResourceSpec, message: String) -> StoreError {
     }
 }
 
+/// What start-up will do to a defined resource's tables.
+#[derive(Debug, PartialEq)]
+pub enum Change {
+    /// Tables as defined already.
+    None,
+    /// Tables are created.
+    Create,
+    /// The columns after the first `existing` are added.
+    Widen { existing: usize },
+}
+
+/// What start-up would do to the tables of each defined resource of `kinds`, without
+/// doing it: the refusal a definition would meet, or the changes. Used by `restsync check`.
+pub fn preview(conn: &Connection, kinds: &[ResourceKind]) -> Result<Vec<(ResourceKind, Change)>> {
+    let mut out = Vec::new();
+    for kind in kinds.iter().filter(|k| !k.is_built_in()) {
+        out.push((*kind, change_for(conn, kind.spec())?));
+    }
+    Ok(out)
+}
+
 fn ensure(tx: &Transaction<'_>, spec: &ResourceSpec) -> Result<()> {
+    match change_for(tx, spec)? {
+        Change::None => Ok(()),
+        Change::Create => create(tx, spec, &Stored::of(spec)),
+        Change::Widen { existing } => widen(tx, spec, existing, &Stored::of(spec)),
+    }
+}
+
+fn change_for(conn: &Connection, spec: &ResourceSpec) -> Result<Change> {
     let wanted = Stored::of(spec);
-    let stored: Option<String> = tx
+    let stored: Option<String> = conn
         .query_row(
             "SELECT definition FROM resource_definitions WHERE name = ?1",
             [spec.table],
@@ -83,7 +112,21 @@ fn ensure(tx: &Transaction<'_>, spec: &ResourceSpec) -> Result<()> {
         )
         .optional()?;
     let Some(stored) = stored else {
-        return create(tx, spec, &wanted);
+        for table in [spec.table, spec.base_table] {
+            let taken: bool = conn
+                .prepare_cached("SELECT 1 FROM sqlite_master WHERE name = ?1")?
+                .exists([table])?;
+            if taken {
+                return Err(refuse(
+                    spec,
+                    format!(
+                        "the database already has a table or index named `{table}` that restsync did not create \
+                         for this resource; name the resource differently (the section name is the table name)"
+                    ),
+                ));
+            }
+        }
+        return Ok(Change::Create);
     };
     let stored: Stored = serde_json::from_str(&stored).map_err(|e| {
         refuse(
@@ -92,7 +135,7 @@ fn ensure(tx: &Transaction<'_>, spec: &ResourceSpec) -> Result<()> {
         )
     })?;
     if stored == wanted {
-        return Ok(());
+        return Ok(Change::None);
     }
     let start_over = format!(
         "restsync never drops mirror data for a config change. Put the definition back, or give the new \
@@ -132,7 +175,9 @@ fn ensure(tx: &Transaction<'_>, spec: &ResourceSpec) -> Result<()> {
             }
         }
     }
-    widen(tx, spec, stored.columns.len(), &wanted)
+    Ok(Change::Widen {
+        existing: stored.columns.len(),
+    })
 }
 
 fn column_defs(spec: &ResourceSpec) -> String {
@@ -143,20 +188,6 @@ fn column_defs(spec: &ResourceSpec) -> String {
 }
 
 fn create(tx: &Transaction<'_>, spec: &ResourceSpec, wanted: &Stored) -> Result<()> {
-    for table in [spec.table, spec.base_table] {
-        let taken: bool = tx
-            .prepare_cached("SELECT 1 FROM sqlite_master WHERE name = ?1")?
-            .exists([table])?;
-        if taken {
-            return Err(refuse(
-                spec,
-                format!(
-                    "the database already has a table or index named `{table}` that restsync did not create \
-                     for this resource; name the resource differently (the section name is the table name)"
-                ),
-            ));
-        }
-    }
     let cols = column_defs(spec);
     tx.execute_batch(&format!(
         "CREATE TABLE {t} (\n    local_id INTEGER PRIMARY KEY,\n    id INTEGER UNIQUE{cols}\n);\n\

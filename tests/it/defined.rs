@@ -294,6 +294,17 @@ async fn a_definition_that_adds_a_column_upgrades_the_existing_mirror() {
     assert!(!cols(&env).contains(&"label".to_string()));
 
     env.write_config("", &only(&emails("emails_grow", grown)));
+    let check = env.restsync(&["check"]).await;
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains("emails_grow: columns label are added"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        !cols(&env).contains(&"label".to_string()),
+        "check changes nothing"
+    );
     let plan = env.restsync(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(
         plan.code, 0,
@@ -314,6 +325,13 @@ async fn a_definition_that_adds_a_column_upgrades_the_existing_mirror() {
 
     // Taking the column away again is refused (exit 78), naming it; the data stays.
     env.write_config("", &only(&emails("emails_grow", "")));
+    let check = env.restsync(&["check"]).await;
+    assert_eq!(check.code, 78, "{}", check.stderr);
+    assert!(
+        check.stderr.contains("`label` (text) was removed or renamed"),
+        "{}",
+        check.stderr
+    );
     let run = env.sync_once().await;
     assert_eq!(run.code, 78, "{}", run.stderr);
     assert!(
