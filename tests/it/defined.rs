@@ -344,3 +344,96 @@ async fn a_definition_that_adds_a_column_upgrades_the_existing_mirror() {
         1
     );
 }
+
+/// A Plusofon-style definition: flat pages, a create answered only `{"success": true}`
+/// (identified by its natural key), and only create allowed: a local update or delete is
+/// refused (65) naming the row, and nothing is sent for it.
+#[tokio::test]
+async fn a_plusofon_style_definition_identifies_creates_and_refuses_what_upstream_cannot_do() {
+    let definition = r#"
+[resources.routes]
+upstream = "plusofon"
+path = "/api/v1/routes"
+operations = ["create"]
+create_returns_record = false
+natural_key = ["name"]
+
+[[resources.routes.columns]]
+name = "name"
+type = "text"
+writable = true
+
+[[resources.routes.columns]]
+name = "weight"
+type = "real"
+writable = true
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("defs.toml");
+    let text = format!("[upstreams.plusofon]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nclient = \"1\"\n{definition}");
+    std::fs::write(&path, text).unwrap();
+    restsync::config::load_with_env(&path, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    let kind = ResourceKind::from_name("routes").unwrap();
+    let env = Env::start_with(SandboxOptions {
+        records: 40,
+        defined: vec![kind],
+        ..SandboxOptions::default()
+    })
+    .await;
+    env.write_config("", &only(definition));
+    env.sync_ok().await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM routes"),
+        40,
+        "every flat page walked"
+    );
+
+    env.exec("INSERT INTO routes (name, weight) VALUES ('night', 0.25)");
+    env.sync_ok().await;
+    let made: Vec<Value> = env
+        .control
+        .defined_records("routes")
+        .into_iter()
+        .filter(|r| r["name"] == "night")
+        .collect();
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["weight"], 0.25);
+    let id = made[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM routes WHERE name = 'night' AND id = {id}"
+        )),
+        1,
+        "identified by lookup"
+    );
+
+    env.exec("UPDATE routes SET weight = 9.5 WHERE id = 3");
+    env.exec("DELETE FROM routes WHERE id = 4");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let writes = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .count();
+    assert_eq!(writes, 0, "nothing sent that upstream cannot do");
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 65);
+    assert!(
+        status.stdout.contains("no update endpoint")
+            && status.stdout.contains("cannot delete routes records"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM routes WHERE id = 3 AND weight = 9.5"),
+        1,
+        "the edit is kept"
+    );
+    assert_eq!(
+        env.control.defined_records("routes").len(),
+        41,
+        "record 4 is still upstream"
+    );
+}
