@@ -796,6 +796,18 @@ fn every_bad_key_of_a_definition_is_named() {
             "resources.e9.filters: `b` is not a column",
         ),
         (
+            "[resources.e10]\nupstream = \"firstline\"\npath = \"/x\"\nnatural_key = [\"current_date\"]\n[[resources.e10.columns]]\nname = \"current_date\"\ntype = \"text\"\nwritable = true\n",
+            "resources.e10.columns[0] (current_date).name: `current_date` cannot be a column name",
+        ),
+        (
+            "[resources.e11]\nupstream = \"firstline\"\npath = \"/x\"\noperations = []\n[[resources.e11.columns]]\nname = \"raw\"\ntype = \"text\"\n",
+            "resources.e11.columns[0] (raw).name: `raw` is taken",
+        ),
+        (
+            "[resources.e12]\nupstream = \"firstline\"\npath = \"/api/../x\"\noperations = []\n[[resources.e12.columns]]\nname = \"a\"\ntype = \"text\"\n",
+            "resources.e12.path",
+        ),
+        (
             "[resources.phone_numbers]\npath = \"/api/v2/phone\"\n",
             "resources.phone_numbers: path cannot be set for a built-in resource",
         ),

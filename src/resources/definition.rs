@@ -87,15 +87,23 @@ fn is_plain_identifier(name: &str) -> bool {
         && usable_unquoted(name)
 }
 
-/// Asks SQLite itself: keywords (`order`, `group`...) do not parse as bare names.
+/// Asks SQLite itself: keywords (`order`, `group`...) do not parse as bare names, and
+/// some names parse but mean something else (`current_date` is today's date), so the
+/// name must read back the column's own value.
 fn usable_unquoted(name: &str) -> bool {
     rusqlite::Connection::open_in_memory()
         .and_then(|c| {
-            c.prepare(&format!("SELECT {name} FROM (SELECT 1 AS {name}) AS {name}"))
-                .map(|_| ())
+            c.query_row(
+                &format!("SELECT {name} FROM (SELECT 'restsync-probe' AS {name}) AS {name}"),
+                [],
+                |r| r.get::<_, String>(0),
+            )
         })
-        .is_ok()
+        .is_ok_and(|v| v == "restsync-probe")
 }
+
+/// Columns every base snapshot table has besides the resource's own.
+const BASE_COLUMNS: &[&str] = &["raw", "hash", "synced_at"];
 
 /// Checks a definition, naming every bad key in `problems`; returns the specification
 /// when there were none.
@@ -104,7 +112,7 @@ pub fn build(name: &str, def: &Definition, problems: &mut Vec<String>) -> Option
     let before = problems.len();
     if !is_plain_identifier(name) {
         problems.push(format!(
-            "{key}: `{name}` cannot be a table name (lower-case letters, digits and _, not starting with a digit, not an SQL keyword)"
+            "{key}: `{name}` cannot be a table name (lower-case letters, digits and _, not starting with a digit, at most 64 characters, not an SQL keyword)"
         ));
     } else if ResourceKind::BUILT_IN.iter().any(|k| k.name() == name)
         || INTERNAL_TABLES.contains(&name)
@@ -144,7 +152,8 @@ pub fn build(name: &str, def: &Definition, problems: &mut Vec<String>) -> Option
             if !p.starts_with('/')
                 || p.len() < 2
                 || p.ends_with('/')
-                || p.contains(['?', '#', '{', '}', ' ']) =>
+                || p.contains(['?', '#', '{', '}', ' '])
+                || p.split('/').any(|seg| seg == "." || seg == "..") =>
         {
             problems.push(format!(
                 "{key}.path: {p:?} must be a path below the upstream's base URL, like \"/api/v1/email\" (no query, no trailing /)"
@@ -198,6 +207,13 @@ pub fn build(name: &str, def: &Definition, problems: &mut Vec<String>) -> Option
             .collect(),
         _ => Vec::new(),
     };
+    if let Some(keys) = &def.natural_key {
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].contains(k) {
+                problems.push(format!("{key}.natural_key: `{k}` is listed twice"));
+            }
+        }
+    }
     if can("create") && def.natural_key.as_ref().is_none_or(|k| k.is_empty()) && columns.is_some() {
         problems.push(format!(
             "{key}.natural_key: required when the resource can be created: the columns a created record is found by when its outcome is unknown (a timeout), so it is never created twice"
@@ -247,11 +263,16 @@ fn build_columns(
         let at = format!("{key}.columns[{i}] ({name})");
         if !is_plain_identifier(name) {
             problems.push(format!(
-                "{at}.name: `{name}` cannot be a column name (lower-case letters, digits and _, not an SQL keyword)"
+                "{at}.name: `{name}` cannot be a column name (lower-case letters, digits and _, at most 64 characters, not an SQL keyword)"
             ));
         } else if matches!(name, "local_id" | "id") {
             problems.push(format!(
                 "{at}.name: `{name}` is implicit in every mirror table; do not declare it"
+            ));
+        } else if BASE_COLUMNS.contains(&name) || matches!(name, "rowid" | "oid" | "_rowid_") {
+            problems.push(format!(
+                "{at}.name: `{name}` is taken by restsync's tables (base snapshots keep raw, hash and synced_at; \
+                 rowid, oid and _rowid_ are SQLite's); choose another name and read the field with `from = \"{name}\"`"
             ));
         } else if out.iter().any(|c: &Column| c.name == name) {
             problems.push(format!("{at}.name: `{name}` is declared twice"));

@@ -25,6 +25,9 @@ struct StoredColumn {
     name: String,
     #[serde(rename = "type")]
     ty: String,
+    /// Where its values are read in a record (the dot path).
+    #[serde(default)]
+    from: Option<String>,
 }
 
 impl Stored {
@@ -38,6 +41,7 @@ impl Stored {
                 .map(|c| StoredColumn {
                     name: c.name.to_string(),
                     ty: c.ty.as_str().to_string(),
+                    from: Some(c.read_from.dotted()),
                 })
                 .collect(),
         }
@@ -156,6 +160,20 @@ fn change_for(conn: &Connection, spec: &ResourceSpec) -> Result<Change> {
     for (i, old) in stored.columns.iter().enumerate() {
         match wanted.columns.get(i) {
             Some(new) if new == old => {}
+            Some(new) if new.name == old.name && new.ty == old.ty => {
+                // Same column read from another place: its stored values came from the
+                // old one, and would stay until each record changes upstream.
+                if let (Some(was), Some(now)) = (&old.from, &new.from) {
+                    return Err(refuse(
+                        spec,
+                        format!(
+                            "columns: `{}` was read from {was:?} and the definition now says {now:?}; its values came from \
+                             the old place. Put `from` back, or add a new column at the end that reads {now:?}. {start_over}",
+                            old.name
+                        ),
+                    ));
+                }
+            }
             Some(new) if new.name == old.name => {
                 return Err(refuse(
                     spec,
@@ -215,6 +233,13 @@ fn create(tx: &Transaction<'_>, spec: &ResourceSpec, wanted: &Stored) -> Result<
 /// nothing here is taken for a local edit.
 fn widen(tx: &Transaction<'_>, spec: &ResourceSpec, existing: usize, wanted: &Stored) -> Result<()> {
     let added = &spec.columns[existing..];
+    if added.is_empty() {
+        tx.execute(
+            "UPDATE resource_definitions SET definition = ?2, updated_at = ?3 WHERE name = ?1",
+            params![spec.table, to_json(wanted), now_text()],
+        )?;
+        return Ok(());
+    }
     for col in added {
         for table in [spec.table, spec.base_table] {
             tx.execute_batch(&format!(
@@ -258,10 +283,18 @@ fn widen(tx: &Transaction<'_>, spec: &ResourceSpec, existing: usize, wanted: &St
             filled += 1;
         }
     }
+    let widened = widen_journal(tx, spec, existing)?;
     tx.execute(
         "UPDATE resource_definitions SET definition = ?2, updated_at = ?3 WHERE name = ?1",
         params![spec.table, to_json(wanted), now_text()],
     )?;
+    if widened > 0 {
+        tracing::info!(
+            resource = spec.table,
+            entries = widened,
+            "journal entries waiting to be sent now carry the new columns"
+        );
+    }
     let names: Vec<&str> = added.iter().map(|c| c.name).collect();
     tracing::info!(resource = spec.table, columns = ?names, records = filled,
         "added columns to a defined resource, filled from the stored upstream records");
@@ -273,6 +306,53 @@ fn widen(tx: &Transaction<'_>, spec: &ResourceSpec, existing: usize, wanted: &St
         );
     }
     Ok(())
+}
+
+/// Entries still to be sent hold the row's values as of their journaling, one per column:
+/// they get the new columns' values (the row's, else its base's), so they read as the
+/// same change under the wider definition rather than as a different or corrupt one.
+fn widen_journal(tx: &Transaction<'_>, spec: &ResourceSpec, existing: usize) -> Result<usize> {
+    let added: Vec<&str> = spec.columns[existing..].iter().map(|c| c.name).collect();
+    let cols = added.join(", ");
+    let entries: Vec<(i64, Option<i64>, Option<i64>, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT seq, local_id, upstream_id, row_values FROM journal \
+             WHERE resource = ?1 AND state IN ('pending', 'in_flight', 'failed') AND row_values IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([spec.table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut from_mirror = tx.prepare(&format!("SELECT {cols} FROM {} WHERE local_id = ?1", spec.table))?;
+    let mut from_base = tx.prepare(&format!("SELECT {cols} FROM {} WHERE id = ?1", spec.base_table))?;
+    let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Vec<rusqlite::types::Value>> {
+        (0..added.len()).map(|i| row.get(i)).collect()
+    };
+    let mut widened = 0;
+    for (seq, local_id, upstream_id, text) in entries {
+        let Ok(mut values) = serde_json::from_str::<Vec<serde_json::Value>>(&text) else {
+            continue;
+        };
+        if values.len() != existing {
+            continue;
+        }
+        let mut extra = None;
+        if let Some(l) = local_id {
+            extra = from_mirror.query_row([l], read).optional()?;
+        }
+        if extra.is_none() {
+            if let Some(id) = upstream_id {
+                extra = from_base.query_row([id], read).optional()?;
+            }
+        }
+        let extra = extra.unwrap_or_else(|| vec![rusqlite::types::Value::Null; added.len()]);
+        values.extend(extra.iter().map(crate::resources::value_to_json));
+        tx.execute(
+            "UPDATE journal SET row_values = ?2 WHERE seq = ?1",
+            params![seq, serde_json::Value::Array(values).to_string()],
+        )?;
+        widened += 1;
+    }
+    Ok(widened)
 }
 
 fn to_json(stored: &Stored) -> String {

@@ -106,6 +106,12 @@ fn build_sql(spec: &ResourceSpec) -> TableSql {
         .map(|c| format!("m.{0} IS NOT b.{0}", c.name))
         .collect::<Vec<_>>()
         .join(" OR ");
+    // A resource with nothing writable has no local change to find.
+    let writable_differs = if writable_differs.is_empty() {
+        "0".to_string()
+    } else {
+        writable_differs
+    };
     TableSql {
         select_mirror_by_id: format!("SELECT local_id, id, {cols} FROM {t} WHERE id = ?1"),
         select_mirror_by_local_id: format!("SELECT local_id, id, {cols} FROM {t} WHERE local_id = ?1"),

@@ -323,8 +323,8 @@ fn journal_changes(
                 (!spec.can_delete).then(|| {
                     format!(
                         "{} id {}: the row was deleted, but the upstream cannot delete {} records (its definition's \
-                 operations leave out delete), so nothing was sent. The next walk brings the row back; or \
-                 drop this entry with `restsync journal drop`",
+                 operations leave out delete), so nothing was sent. To get the row back as upstream \
+                 has it, drop this entry (`restsync journal drop <seq>`)",
                         spec.table, b.id, spec.table
                     )
                 })

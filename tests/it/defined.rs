@@ -437,3 +437,52 @@ writable = true
         "record 4 is still upstream"
     );
 }
+
+/// Changes waiting in the journal when a definition grows are sent after it, not given up.
+#[tokio::test]
+async fn changes_waiting_when_a_column_is_added_are_still_sent() {
+    let grown = "[[resources.emails_wait.columns]]\nname = \"label\"\ntype = \"text\"\nfrom = \"meta.label\"\nwritable = true\n";
+    let env = start("emails_wait", grown, 6).await;
+    let small = only(&emails("emails_wait", ""));
+    env.write_config("max_attempts_per_run = 1", &small);
+    env.sync_ok().await;
+    env.exec("UPDATE emails_wait SET email = 'waited@x.test' WHERE id = 3");
+    env.exec("INSERT INTO emails_wait (contact_id, email) VALUES (5, 'new-wait@x.test')");
+    env.exec("DELETE FROM emails_wait WHERE id = 4");
+    for method in ["PUT", "POST", "DELETE"] {
+        env.control.push_scripted(ScriptedFault {
+            method: Some(method.into()),
+            kind: None,
+            page: None,
+            action: FaultAction::Status(503, "{\"message\": \"down\"}".into()),
+            times: 1,
+        });
+    }
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "left for later: {}", run.stderr);
+
+    env.write_config("max_attempts_per_run = 1", &only(&emails("emails_wait", grown)));
+    let mut code = -1;
+    for _ in 0..6 {
+        let run = env.sync_once().await;
+        code = run.code;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(code, 0);
+    let upstream = upstream_by_id(&env, "emails_wait");
+    assert_eq!(upstream[&3]["email"], "waited@x.test", "the update was sent");
+    assert!(!upstream.contains_key(&4), "the delete was sent");
+    assert_eq!(
+        upstream
+            .values()
+            .filter(|r| r["email"] == "new-wait@x.test")
+            .count(),
+        1,
+        "the create was sent once"
+    );
+    let failed = env.count("SELECT count(*) FROM journal WHERE state = 'failed'");
+    assert_eq!(failed, 0);
+}

@@ -308,3 +308,49 @@ fn defined_tables_keep_their_triggers_across_restarts() {
         .unwrap();
     assert!(back, "{name} reinstalled");
 }
+
+#[test]
+fn reading_a_column_from_another_place_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    Store::open_for(
+        &path,
+        &[emails(
+            "emails_from",
+            vec![column("tag", "text", Some("meta.tag"), false)],
+        )],
+    )
+    .unwrap();
+    let moved = emails(
+        "emails_from",
+        vec![column("tag", "text", Some("meta.tag2"), false)],
+    );
+    let Err(err) = Store::open_for(&path, &[moved]) else {
+        panic!("refused")
+    };
+    assert!(
+        err.to_string().contains("`tag` was read from \"meta.tag\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_resource_with_nothing_writable_has_no_local_changes_to_find() {
+    let kind = emails_readonly();
+    let mut store = Store::open_in_memory().unwrap();
+    ensure_all(&mut store, &[kind]).unwrap();
+    let changes = mirror::local_changes(store.conn(), kind.spec()).unwrap();
+    assert!(changes.updates.is_empty());
+}
+
+fn emails_readonly() -> ResourceKind {
+    let def = Definition {
+        upstream: Some("firstline".into()),
+        path: Some("/api/v1/readonly".into()),
+        operations: Some(vec![]),
+        columns: Some(vec![column("k", "text", None, false)]),
+        ..Definition::default()
+    };
+    let mut problems = Vec::new();
+    define(build("emails_readonly", &def, &mut problems).unwrap_or_else(|| panic!("{problems:?}")))
+}
