@@ -101,15 +101,12 @@ fn offline(config_path: &Path, settings: &Settings) -> i32 {
 /// Whether the database can take the resource definitions, and what start-up will do to
 /// their tables (nothing is changed here).
 fn definitions(settings: &Settings) -> Result<(), String> {
-    use crate::store::definitions::{preview, Change};
+    use crate::store::definitions::{left_out, preview, Change};
     let defined: Vec<_> = settings
         .kinds()
         .into_iter()
         .filter(|k| !k.is_built_in())
         .collect();
-    if defined.is_empty() {
-        return Ok(());
-    }
     let path = &settings.database_path;
     let current = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .ok()
@@ -123,6 +120,13 @@ fn definitions(settings: &Settings) -> Result<(), String> {
         }
         return Ok(());
     };
+    for (table, waiting) in left_out(&conn, &settings.kinds()).map_err(|e| e.to_string())? {
+        if waiting > 0 {
+            outln!(
+                "{table}: no longer defined or enabled here, and {waiting} local change(s) wait in it; they are sent when its definition is back"
+            );
+        }
+    }
     for (kind, change) in preview(&conn, &defined).map_err(|e| e.to_string())? {
         match change {
             Change::None => {}

@@ -11,7 +11,14 @@ pub fn run(settings: Option<&Settings>, show: Option<&str>) -> i32 {
     if let Some(name) = show {
         return match kinds.iter().find(|k| k.name() == name) {
             Some(kind) => {
-                outln!("{}", definition::to_toml(kind.spec()).trim_end());
+                let filters = settings
+                    .and_then(|s| s.resource(*kind))
+                    .map(|r| r.filters.clone())
+                    .unwrap_or_default();
+                outln!(
+                    "{}",
+                    definition::to_toml_with_filters(kind.spec(), &filters).trim_end()
+                );
                 exit::OK
             }
             None => {

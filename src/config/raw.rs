@@ -94,6 +94,19 @@ pub(super) enum RawScalar {
 }
 
 impl RawScalar {
+    /// Whether the value can be a filter on a column of this type.
+    pub(super) fn fits(&self, ty: crate::resources::ColumnType) -> bool {
+        use crate::resources::ColumnType;
+        match (ty, self) {
+            (ColumnType::Integer, RawScalar::Integer(_) | RawScalar::Bool(_)) => true,
+            (ColumnType::Integer, RawScalar::Text(t)) => t.trim().parse::<i64>().is_ok(),
+            (ColumnType::Real, RawScalar::Integer(_) | RawScalar::Real(_)) => true,
+            (ColumnType::Real, RawScalar::Text(t)) => t.trim().parse::<f64>().is_ok(),
+            (ColumnType::Text, _) => true,
+            _ => false,
+        }
+    }
+
     pub(super) fn to_query_value(&self) -> String {
         match self {
             RawScalar::Integer(i) => i.to_string(),

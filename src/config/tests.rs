@@ -808,6 +808,14 @@ fn every_bad_key_of_a_definition_is_named() {
             "resources.e12.path",
         ),
         (
+            "[resources.e13]\nupstream = \"firstline\"\npath = \"/x\"\noperations = [\"delete\", \"delete\"]\nfilters = { a = \"many\" }\n[[resources.e13.columns]]\nname = \"a\"\ntype = \"integer\"\n",
+            "resources.e13.operations: \"delete\" is listed twice",
+        ),
+        (
+            "[resources.e14]\nupstream = \"firstline\"\npath = \"/x\"\noperations = []\nfilters = { a = \"many\" }\n[[resources.e14.columns]]\nname = \"a\"\ntype = \"integer\"\n",
+            "resources.e14.filters: `a` holds an integer; many does not fit it",
+        ),
+        (
             "[resources.phone_numbers]\npath = \"/api/v2/phone\"\n",
             "resources.phone_numbers: path cannot be set for a built-in resource",
         ),
@@ -879,4 +887,20 @@ fn each_built_in_printed_as_toml_defines_the_same_resource_under_another_name() 
             "{printed}"
         );
     }
+}
+
+#[test]
+fn a_built_in_printed_with_its_configured_filters_keeps_its_scope_when_copied() {
+    let s = load_ok(&format!("{PLUSOFON}\n[resources.smart_numbers]\nuser_id = 40\n"));
+    let res = s.resource(ResourceKind::SMART_NUMBERS).unwrap();
+    let printed =
+        crate::resources::definition::to_toml_with_filters(ResourceKind::SMART_NUMBERS.spec(), &res.filters);
+    assert!(printed.contains("filters = { user_id = 40 }"), "{printed}");
+    let copy = printed.replace("resources.smart_numbers", "resources.team_numbers");
+    let s = load_ok(&format!("{PLUSOFON}{copy}"));
+    let team = ResourceKind::from_name("team_numbers").unwrap();
+    assert_eq!(
+        s.resource(team).unwrap().filters,
+        vec![("user_id", "40".to_string())]
+    );
 }

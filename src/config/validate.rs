@@ -76,11 +76,17 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigEr
         }
         if let Some(spec) = definition::build(&name, &section.definition(), &mut problems) {
             let before = problems.len();
-            for filter in section.filters.iter().flat_map(|f| f.keys()) {
-                if spec.column_index(filter).is_none() {
-                    problems.push(format!(
+            for (filter, value) in section.filters.iter().flatten() {
+                match spec.columns.iter().find(|c| c.name == filter) {
+                    None => problems.push(format!(
                         "{key}.filters: `{filter}` is not a column of this resource"
-                    ));
+                    )),
+                    Some(col) if !value.fits(col.ty) => problems.push(format!(
+                        "{key}.filters: `{filter}` holds {}; {} does not fit it",
+                        col.ty.expected(),
+                        value.to_query_value()
+                    )),
+                    Some(_) => {}
                 }
             }
             if problems.len() == before {

@@ -29,8 +29,8 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, c
     let Control { shutdown, mut reload } = control;
     let health = Health::default();
     crate::telemetry::install();
-    let names: Vec<&'static str> = settings.resources.iter().map(|r| r.kind.name()).collect();
-    crate::telemetry::register(&names);
+    let mut registered: Vec<&'static str> = settings.resources.iter().map(|r| r.kind.name()).collect();
+    crate::telemetry::register(&registered);
     if let Some(addr) = settings.metrics_listen {
         if let Err(e) = health::serve(addr, health.clone(), shutdown.clone()).await {
             tracing::error!(%addr, error = %e, "cannot serve metrics");
@@ -91,7 +91,19 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, c
             stop(tasks, Some(settings.daemon.shutdown_grace)).await;
         }
         match new_settings {
-            Some(s) => settings = s,
+            Some(s) => {
+                // A resource added by the reload gets its series at zero like the others;
+                // the ones already counting keep their values.
+                let added: Vec<&'static str> = s
+                    .resources
+                    .iter()
+                    .map(|r| r.kind.name())
+                    .filter(|n| !registered.contains(n))
+                    .collect();
+                crate::telemetry::register(&added);
+                registered.extend(added);
+                settings = s;
+            }
             None => {
                 tracing::info!("stopped");
                 return EXIT_OK;

@@ -178,8 +178,10 @@ pub fn build(name: &str, def: &Definition, problems: &mut Vec<String>) -> Option
         .operations
         .clone()
         .unwrap_or_else(|| vec!["create".into(), "update".into(), "delete".into()]);
-    for op in &operations {
-        if !matches!(op.as_str(), "create" | "update" | "delete" | "list") {
+    for (i, op) in operations.iter().enumerate() {
+        if operations[..i].contains(op) {
+            problems.push(format!("{key}.operations: {op:?} is listed twice"));
+        } else if !matches!(op.as_str(), "create" | "update" | "delete" | "list") {
             problems.push(format!(
                 "{key}.operations: {op:?} is not one of \"create\", \"update\", \"delete\" (list is always there)"
             ));
@@ -369,6 +371,12 @@ fn build_columns(
 /// The TOML that defines `spec` (a built-in prints as a definition to copy under another
 /// name and adapt).
 pub fn to_toml(spec: &ResourceSpec) -> String {
+    to_toml_with_filters(spec, &[])
+}
+
+/// [`to_toml`] with the list filters a configuration gives the resource (a built-in's
+/// `user_id` among them), so a copy keeps the same scope.
+pub fn to_toml_with_filters(spec: &ResourceSpec, filters: &[(&str, String)]) -> String {
     let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
     let list = |items: &[&str]| format!("[{}]", items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", "));
     let name = spec.table;
@@ -389,6 +397,20 @@ pub fn to_toml(spec: &ResourceSpec) -> String {
     let _ = writeln!(out, "operations = {}", list(&ops));
     let _ = writeln!(out, "create_returns_record = {}", spec.create_returns_record);
     let _ = writeln!(out, "natural_key = {}", list(spec.lookup_filters));
+    if !filters.is_empty() {
+        let pairs: Vec<String> = filters
+            .iter()
+            .map(|(k, v)| {
+                let numeric = spec
+                    .columns
+                    .iter()
+                    .find(|c| c.name == *k)
+                    .is_some_and(|c| c.ty != ColumnType::Text && v.parse::<f64>().is_ok());
+                format!("{k} = {}", if numeric { v.clone() } else { q(v) })
+            })
+            .collect();
+        let _ = writeln!(out, "filters = {{ {} }}", pairs.join(", "));
+    }
     for col in spec.columns {
         let _ = writeln!(out, "\n[[resources.{name}.columns]]");
         let _ = writeln!(out, "name = {}", q(col.name));

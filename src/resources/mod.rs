@@ -161,7 +161,8 @@ impl ColumnType {
         }
     }
 
-    fn expected(self) -> &'static str {
+    /// "an integer", "text", "a number": for messages.
+    pub fn expected(self) -> &'static str {
         match self {
             ColumnType::Integer => "an integer",
             ColumnType::Text => "text",

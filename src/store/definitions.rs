@@ -67,7 +67,33 @@ pub fn ensure_all(store: &mut super::Store, kinds: &[ResourceKind]) -> Result<()
     for kind in kinds.iter().filter(|k| !k.is_built_in()) {
         store.write(|tx| ensure(tx, kind.spec()))?;
     }
+    for (table, waiting) in left_out(store.conn(), kinds)? {
+        if waiting > 0 {
+            tracing::warn!(resource = %table, changes = waiting,
+                "this database mirrors a resource the configuration no longer defines or enables; its local changes wait until it is back");
+        }
+    }
     Ok(())
+}
+
+/// Defined tables this database holds that `kinds` leaves out (their definition was
+/// removed from the config or disabled), with the local changes waiting in each: those are
+/// not sent until the definition is back.
+pub fn left_out(conn: &Connection, kinds: &[ResourceKind]) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for table in defined_tables(conn)? {
+        if kinds.iter().any(|k| k.name() == table) {
+            continue;
+        }
+        let waiting: i64 = conn.query_row(
+            "SELECT (SELECT count(*) FROM journal WHERE resource = ?1 AND state IN ('pending', 'in_flight', 'failed')) \
+                  + (SELECT count(*) FROM changed_rows WHERE resource = ?1)",
+            [&table],
+            |r| r.get(0),
+        )?;
+        out.push((table, waiting));
+    }
+    Ok(out)
 }
 
 fn refuse(spec: &ResourceSpec, message: String) -> StoreError {

@@ -486,3 +486,28 @@ async fn changes_waiting_when_a_column_is_added_are_still_sent() {
     let failed = env.count("SELECT count(*) FROM journal WHERE state = 'failed'");
     assert_eq!(failed, 0);
 }
+
+/// A definition taken out of the config leaves its table alone, and `check` says when
+/// local changes wait in it.
+#[tokio::test]
+async fn check_tells_of_changes_waiting_in_a_resource_no_longer_defined() {
+    let env = start("emails_gone", "", 4).await;
+    env.sync_ok().await;
+    env.exec("UPDATE emails_gone SET email = 'kept@x.test' WHERE id = 2");
+    env.write_config("", &only(""));
+    let check = env.restsync(&["check"]).await;
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("emails_gone: no longer defined or enabled here, and 1 local change(s) wait"),
+        "{}",
+        check.stdout
+    );
+    env.sync_ok().await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM emails_gone WHERE email = 'kept@x.test'"),
+        1,
+        "the table is left alone"
+    );
+}
