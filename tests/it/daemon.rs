@@ -129,7 +129,7 @@ impl Daemon {
 }
 
 /// Polls `cond` until it holds or `within` passes; returns how long it took.
-async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+pub(crate) async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < within, "{what}: not within {within:?}");

@@ -511,3 +511,81 @@ async fn check_tells_of_changes_waiting_in_a_resource_no_longer_defined() {
         "the table is left alone"
     );
 }
+
+/// The service with a defined resource: a reload that adds a column applies it live; one
+/// that removes a column is refused and the running definition keeps syncing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_one() {
+    use crate::daemon::eventually;
+    use std::time::Duration;
+    let grown = "[[resources.emails_live.columns]]\nname = \"label\"\ntype = \"text\"\nfrom = \"meta.label\"\nwritable = true\n";
+    let env = start("emails_live", grown, 6).await;
+    let daemon_tail = "[daemon]\npush_delay_ms = 200\nwatch_interval_ms = 100\nshutdown_grace_secs = 5\n";
+    let write = |extra: &str| {
+        env.write_config(
+            "schedule = \"*/2 * * * * *\"",
+            &format!("{daemon_tail}{}", only(&emails("emails_live", extra))),
+        );
+    };
+    write("");
+    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
+    let service = tokio::spawn(restsync::daemon::run(
+        env.config.clone(),
+        settings,
+        restsync::sync::CycleOptions::default(),
+        restsync::daemon::Control {
+            shutdown: shutdown.clone(),
+            reload: reload_rx,
+        },
+    ));
+    let rows = |env: &Env| {
+        env.db_path.exists()
+            && env
+                .db()
+                .query_row("SELECT count(*) FROM emails_live", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+                == 6
+    };
+    eventually(Duration::from_secs(20), "first walk", || rows(&env)).await;
+
+    write(grown);
+    reload.send(()).await.expect("reload");
+    let has_label = |env: &Env| env.db().prepare("SELECT label FROM emails_live LIMIT 1").is_ok();
+    eventually(Duration::from_secs(20), "column added on reload", || {
+        has_label(&env)
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the scheduler restarted with the new definition",
+        || {
+            env.exec("UPDATE emails_live SET label = 'live' WHERE id = 2");
+            upstream_by_id(&env, "emails_live")[&2]["meta"]["label"] == "live"
+        },
+    )
+    .await;
+
+    // Shrinking is refused; the running (grown) definition goes on syncing.
+    write("");
+    reload.send(()).await.expect("reload");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.exec("UPDATE emails_live SET label = 'still', email = 'still@x.test' WHERE id = 3");
+    eventually(
+        Duration::from_secs(10),
+        "edit pushed after the refused reload",
+        || {
+            let r = &upstream_by_id(&env, "emails_live")[&3];
+            r["meta"]["label"] == "still" && r["email"] == "still@x.test"
+        },
+    )
+    .await;
+    assert!(has_label(&env), "the column and its data stay");
+    shutdown.cancel();
+    let code = tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .expect("stops")
+        .expect("task");
+    assert_eq!(code, 0);
+}
