@@ -2,7 +2,7 @@
 //! and local row, in one transaction per page; a record of an unresolved create adopted.
 
 use super::merge::{self, ConflictNote, Merged, MirrorAction};
-use super::report::Plan;
+use super::report::{MergedRow, Plan};
 use super::writeback::adopt_in;
 use crate::config::ConflictPolicy;
 use crate::resources::ResourceSpec;
@@ -169,6 +169,24 @@ fn apply_page(
                     base.is_none() && local.is_none(),
                     &mut result.plan,
                 );
+                if base.is_some() {
+                    let after = match &merged.mirror {
+                        MirrorAction::Insert(values) | MirrorAction::Update { values, .. } => {
+                            Some(values.clone())
+                        }
+                        MirrorAction::Delete { .. } => None,
+                        MirrorAction::None | MirrorAction::Unlink { .. } => {
+                            local.as_ref().map(|m| m.values.clone())
+                        }
+                    };
+                    result.plan.merged_rows.insert(
+                        *id,
+                        MergedRow {
+                            after,
+                            remote: record.values.clone(),
+                        },
+                    );
+                }
                 continue;
             }
             let local_id =

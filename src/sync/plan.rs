@@ -1,7 +1,7 @@
 //! `restsync plan`: a cycle's walk and merge without writing, then the pushes it would send.
 
 use super::enqueue::journal_values;
-use super::report::{Plan, PullStats};
+use super::report::{MergedRow, Plan, PullStats};
 use super::walk::run_walk;
 use super::{ResourceCtx, SyncError};
 use crate::resources::{value_to_json, ResourceSpec};
@@ -29,6 +29,13 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     let mut plan = Plan::default();
     let walk = run_walk(ctx, true, &mut stats, Some(&mut plan)).await?;
     let candidates = ctx.db.call(move |s| mirror::unseen_base(s.conn(), spec)).await?;
+    // Records a complete walk did not see are gone upstream: a local edit of one is a
+    // conflict the removal settles, not an update to send.
+    let gone: std::collections::HashSet<i64> = if walk.consistent() {
+        candidates.iter().copied().collect()
+    } else {
+        Default::default()
+    };
     if walk.consistent() {
         plan.pull_remove = candidates
             .iter()
@@ -80,18 +87,49 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             None => plan.push_create.push(what),
         }
     }
+    // The cycle merges the walk first and journals what is left against the new base: plan
+    // the same, so a remote-wins conflict or a record deleted upstream lists no push.
+    let merged_rows = std::mem::take(&mut plan.merged_rows);
+    let policy = ctx.settings.sync.on_conflict;
     for (m, b) in &changes.updates {
+        if gone.contains(&b.id) {
+            plan.conflicts.push(format!(
+                "{} id {}: deleted_upstream  local={}",
+                spec.table,
+                b.id,
+                values_text(spec, &m.values)
+            ));
+            if policy == crate::config::ConflictPolicy::LocalWins {
+                plan.push_create.push(format!(
+                    "local_id {}: created again (deleted upstream, edited here; local-wins): {}",
+                    m.local_id,
+                    values_text(spec, &m.values)
+                ));
+            }
+            continue;
+        }
+        let (after, against) = match merged_rows.get(&b.id) {
+            Some(MergedRow {
+                after: Some(after),
+                remote,
+            }) => (after, remote),
+            Some(MergedRow { after: None, .. }) => continue,
+            None => (&m.values, &b.values),
+        };
+        if spec.changed_writable(after, against).is_empty() {
+            continue;
+        }
         let cols = spec
             .columns
             .iter()
             .enumerate()
-            .filter(|(i, c)| c.writable && m.values[*i] != b.values[*i])
+            .filter(|(i, c)| c.writable && after[*i] != against[*i])
             .map(|(i, c)| {
                 format!(
                     "{}: {} -> {}",
                     c.name,
-                    value_to_json(&b.values[i]),
-                    value_to_json(&m.values[i])
+                    value_to_json(&against[i]),
+                    value_to_json(&after[i])
                 )
             })
             .collect::<Vec<_>>()
@@ -109,6 +147,10 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         }
     }
     for b in &changes.deletes {
+        let restored = merged_rows.get(&b.id).is_some_and(|r| r.after.is_some());
+        if restored || gone.contains(&b.id) {
+            continue;
+        }
         let what = format!("id {}: {}", b.id, values_text(spec, &b.values));
         match failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values) {
             Some(e) => show_failed(&mut plan, what, e),

@@ -158,6 +158,18 @@ pub struct Plan {
     /// Local changes whose journal entry failed as they stand: not sent by the next cycle.
     pub failed: Vec<String>,
     pub notes: Vec<String>,
+    /// Records the walk would merge with a local row or a local delete: the row's values
+    /// after the merge (None: the row would be gone) and upstream's values, which become
+    /// the base. The pushes are planned from these, as the cycle would journal them.
+    #[serde(skip)]
+    pub(crate) merged_rows: std::collections::HashMap<i64, MergedRow>,
+}
+
+/// A local row as a walk's merge would leave it, and the record it was merged with.
+#[derive(Debug, Clone)]
+pub(crate) struct MergedRow {
+    pub after: Option<Vec<rusqlite::types::Value>>,
+    pub remote: Vec<rusqlite::types::Value>,
 }
 
 impl Plan {

@@ -157,6 +157,7 @@ pub(super) async fn run_walk(
                 plan.pull_insert.extend(r.plan.pull_insert);
                 plan.pull_update.extend(r.plan.pull_update);
                 plan.conflicts.extend(r.plan.conflicts);
+                plan.merged_rows.extend(r.plan.merged_rows);
             }
             // A page past the end of the listing (empty) or holding nothing new (an API
             // that ignores `page`) means the page count cannot be trusted: stop instead of

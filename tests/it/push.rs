@@ -2418,3 +2418,66 @@ async fn journal_drop_all_undoes_a_guarded_mass_delete() {
     assert_eq!(env.control.count(Kind::Addresses) as i64, before);
     env.assert_converged();
 }
+
+/// `plan` merges the walk first, as a cycle does: a same-field conflict remote-wins lists
+/// no update, a local edit of a record deleted upstream is a conflict (not an update), a
+/// local delete of a record changed upstream is restored (not a delete), and the numbers
+/// agree with what the cycle then sends and records.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_lists_what_the_cycle_sends_after_merging_the_walk() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (both, gone, restored, plain) = (ids[2], ids[3], ids[4], ids[5]);
+    env.control
+        .update(Kind::PhoneNumbers, both, json!({"description": "remote side"}));
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'local side' WHERE id = {both}"
+    ));
+    env.control.delete(Kind::PhoneNumbers, gone);
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'edited, gone' WHERE id = {gone}"
+    ));
+    env.control.update(
+        Kind::PhoneNumbers,
+        restored,
+        json!({"description": "changed upstream"}),
+    );
+    env.exec(&format!("DELETE FROM phone_numbers WHERE id = {restored}"));
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'just local' WHERE id = {plain}"
+    ));
+
+    let json = env.restsync(&["plan", "--json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let doc: Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+    let phones = &doc["resources"]["phone_numbers"];
+    let updates: Vec<String> = phones["push_update"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(updates.len(), 1, "only the plain edit is pushed: {updates:?}");
+    assert!(updates[0].contains(&format!("(id {plain})")), "{updates:?}");
+    assert_eq!(
+        phones["push_delete"],
+        json!([]),
+        "the delete loses to the upstream change"
+    );
+    let conflicts = phones["conflicts"].as_array().expect("list").len();
+    assert_eq!(conflicts, 3, "{}", phones["conflicts"]);
+
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    let pushed = &report["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["resource"] == "phone_numbers"))
+        .expect("phone_numbers")["pushed"];
+    assert_eq!(pushed["updated"], 1, "{report}");
+    assert_eq!(pushed["deleted"], 0, "{report}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM conflicts WHERE resource = 'phone_numbers'"),
+        3
+    );
+}
