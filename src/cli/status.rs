@@ -61,6 +61,8 @@ pub struct PendingEntry {
     pub attempts: i64,
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
+    /// Why it has not gone yet, and what (if anything) a person can do.
+    pub waiting_for: String,
 }
 
 /// What `status` exits with: 0 healthy, 65 something needs a person, 75 work is waiting.
@@ -84,6 +86,16 @@ pub fn exit_code(all: &[ResourceStatus]) -> i32 {
 }
 
 fn fix_for(e: &journal::Entry) -> String {
+    if e.last_error
+        .as_deref()
+        .is_some_and(|m| m.starts_with(journal::HELD_BY_GUARD))
+    {
+        return format!(
+            "if the deletes are meant, `restsync sync --once --allow-mass-delete` sends them; if not, \
+             `restsync journal drop --all --resource {} --state failed --yes` brings the rows back",
+            e.resource
+        );
+    }
     match e.stage {
         journal::Stage::Unidentified | journal::Stage::Undetermined => format!(
             "check upstream for the record; if it is not there, `restsync journal retry {}` sends it again",
@@ -93,6 +105,31 @@ fn fix_for(e: &journal::Entry) -> String {
             "fix the row (the fix supersedes the entry), or `restsync journal drop {}` to give the change up",
             e.seq
         ),
+    }
+}
+
+/// Why an entry on its way has not gone yet.
+fn waiting_for(e: &journal::Entry) -> String {
+    let later = e
+        .next_attempt_at
+        .as_deref()
+        .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|t| t > chrono::Utc::now()));
+    match e.stage {
+        journal::Stage::Queued => match (later, e.last_error.as_deref()) {
+            (Some(t), Some(err)) => format!("its next attempt, {} (upstream or the network failed: {err})", relative(t)),
+            (Some(t), None) => format!("its next attempt, {}", relative(t)),
+            (None, Some(err)) => format!("the next push pass or cycle, which sends it again (last time: {err})"),
+            (None, None) => "the next push pass or cycle, which sends it".into(),
+        },
+        journal::Stage::Sending => {
+            "its request was in flight when restsync last stopped; the next run checks what it did before sending anything again".into()
+        }
+        journal::Stage::Unknown => format!(
+            "the create may have been made: it is looked up by its natural key{} before it is ever sent again",
+            e.settle_at.as_deref().map(|t| format!(" (a miss counts from {})", relative(t))).unwrap_or_default()
+        ),
+        journal::Stage::Accepted => "upstream accepted the create; the next walks identify the record it made".into(),
+        _ => String::new(),
     }
 }
 
@@ -130,6 +167,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
             .into_iter()
             .filter(|e| !e.stage.needs_human())
             .map(|e| PendingEntry {
+                waiting_for: waiting_for(&e),
                 seq: e.seq,
                 op: e.op.to_string(),
                 stage: e.stage.to_string(),
@@ -245,6 +283,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                     .map(|e| format!("; last error: {e}"))
                     .unwrap_or_default()
             );
+            outln!("    waiting for: {}", p.waiting_for);
         }
         for f in &s.failed {
             outln!(

@@ -1077,7 +1077,8 @@ async fn plan_reports_both_sides_and_changes_nothing() {
     for expected in [
         "push: create upstream: 1".to_string(),
         format!("local_id {p_new}"),
-        "push: update upstream: 2".to_string(),
+        // The conflicting edit loses to upstream's (remote-wins): only one update is sent.
+        "push: update upstream: 1".to_string(),
         format!("local_id {p_upd_local} (id {p_upd}): description"),
         "push: delete upstream: 1".to_string(),
         format!("id {p_del}"),
@@ -2479,5 +2480,55 @@ async fn plan_lists_what_the_cycle_sends_after_merging_the_walk() {
     assert_eq!(
         env.count("SELECT count(*) FROM conflicts WHERE resource = 'phone_numbers'"),
         3
+    );
+}
+
+/// `status` says why each entry on its way has not gone yet, and for deletes the guard
+/// holds, both ways out.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_says_why_entries_wait_and_how_to_release_guarded_deletes() {
+    let env = Env::start(20).await;
+    env.write_config("max_attempts_per_run = 1\nretry_base_ms = 60000", "");
+    env.sync_ok().await;
+    let id = env.upstream_ids(Kind::PhoneNumbers)[1];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'later' WHERE id = {id}"
+    ));
+    env.control.push_scripted(ScriptedFault {
+        method: Some("PUT".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: None,
+        action: FaultAction::Status(503, "{\"message\": \"maintenance\"}".into()),
+        times: 1,
+    });
+    env.exec("DELETE FROM addresses WHERE local_id > 1");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status.stdout.contains("waiting for: its next attempt, in ") && status.stdout.contains("maintenance"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("`restsync sync --once --allow-mass-delete` sends them")
+            && status
+                .stdout
+                .contains("`restsync journal drop --all --resource addresses --state failed --yes`"),
+        "{}",
+        status.stdout
+    );
+    let json: Value = serde_json::from_str(&env.restsync(&["status", "--json"]).await.stdout).expect("json");
+    let phones = json
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["resource"] == "phone_numbers"))
+        .expect("phone_numbers");
+    assert!(
+        phones["pending"][0]["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.contains("next attempt")),
+        "{phones}"
     );
 }
