@@ -24,6 +24,9 @@ pub(crate) struct Collection {
     spec: &'static ResourceSpec,
     records: BTreeMap<i64, Value>,
     next_id: i64,
+    /// When records were created through the API: lists leave them out for the
+    /// `list_lag_ms` fault, as a lagging search index would.
+    created: BTreeMap<i64, std::time::Instant>,
 }
 
 impl Collection {
@@ -47,6 +50,7 @@ impl Collection {
             spec,
             records,
             next_id: count as i64 + 1,
+            created: BTreeMap::new(),
         }
     }
 
@@ -165,6 +169,7 @@ fn invalid(errors: Map<String, Value>) -> Response {
 
 async fn list(name: &'static str, State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
     let pairs = query::pairs(q.as_deref().unwrap_or(""));
+    let lag = shared.faults().list_lag();
     let param = |key: &str| {
         pairs
             .iter()
@@ -193,9 +198,12 @@ async fn list(name: &'static str, State(shared): State<Arc<Shared>>, RawQuery(q)
         .iter()
         .filter_map(|col| param(col.name).map(|v| (&col.read_from, v)))
         .collect();
+    let listed = |id: &i64| c.created.get(id).is_none_or(|at| at.elapsed() >= lag);
     let matching: Vec<&Value> = c
         .records
-        .values()
+        .iter()
+        .filter(|(id, _)| listed(id))
+        .map(|(_, r)| r)
         .filter(|r| {
             filters.iter().all(|(path, wanted)| {
                 read(r, path).is_some_and(|v| match v {
@@ -328,6 +336,7 @@ async fn create(name: &'static str, State(shared): State<Arc<Shared>>, body: Byt
     }
     let record = Value::Object(record);
     c.records.insert(id, record.clone());
+    c.created.insert(id, std::time::Instant::now());
     if spec.create_returns_record {
         json_response(StatusCode::CREATED, &json!({ "data": record }))
     } else {

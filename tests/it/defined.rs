@@ -589,3 +589,68 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
         .expect("task");
     assert_eq!(code, 0);
 }
+
+/// A create answered only `{"success": true}` while the list lags behind it: the record is
+/// identified once the list shows it, and never created twice meanwhile.
+#[tokio::test]
+async fn an_accepted_create_behind_a_lagging_list_is_identified_not_repeated() {
+    let definition = r#"
+[resources.routes_lag]
+upstream = "plusofon"
+path = "/api/v1/routes-lag"
+create_returns_record = false
+natural_key = ["name"]
+
+[[resources.routes_lag.columns]]
+name = "name"
+type = "text"
+writable = true
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("defs.toml");
+    let text = format!("[upstreams.plusofon]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nclient = \"1\"\n{definition}");
+    std::fs::write(&path, text).unwrap();
+    restsync::config::load_with_env(&path, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    let kind = ResourceKind::from_name("routes_lag").unwrap();
+    let env = Env::start_with(SandboxOptions {
+        records: 3,
+        defined: vec![kind],
+        ..SandboxOptions::default()
+    })
+    .await;
+    env.write_config("", &only(definition));
+    env.sync_ok().await;
+    env.control.set_faults(restsync::sandbox::Faults {
+        list_lag_ms: 1500,
+        ..Default::default()
+    });
+    env.exec("INSERT INTO routes_lag (name) VALUES ('lagging')");
+    let first = env.sync_once().await;
+    assert_ne!(
+        first.code, 0,
+        "not identified while the list lags: {}",
+        first.stderr
+    );
+    let mut code = first.code;
+    for _ in 0..10 {
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        code = env.sync_once().await.code;
+    }
+    assert_eq!(code, 0);
+    let made: Vec<Value> = env
+        .control
+        .defined_records("routes_lag")
+        .into_iter()
+        .filter(|r| r["name"] == "lagging")
+        .collect();
+    assert_eq!(made.len(), 1, "created once");
+    assert_eq!(posts(&env, "/api/v1/routes-lag"), 1);
+    let id = made[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        env.count(&format!("SELECT count(*) FROM routes_lag WHERE id = {id}")),
+        1
+    );
+}
