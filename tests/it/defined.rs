@@ -520,7 +520,10 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
     use std::time::Duration;
     let grown = "[[resources.emails_live.columns]]\nname = \"label\"\ntype = \"text\"\nfrom = \"meta.label\"\nwritable = true\n";
     let env = start("emails_live", grown, 6).await;
-    let daemon_tail = "[daemon]\npush_delay_ms = 200\nwatch_interval_ms = 100\nshutdown_grace_secs = 5\n";
+    let metrics_port = crate::daemon::free_port();
+    let daemon_tail = format!(
+        "[daemon]\npush_delay_ms = 200\nwatch_interval_ms = 100\nshutdown_grace_secs = 5\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+    );
     let write = |extra: &str| {
         env.write_config(
             "schedule = \"*/2 * * * * *\"",
@@ -549,6 +552,20 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
                 == 6
     };
     eventually(Duration::from_secs(20), "first walk", || rows(&env)).await;
+    // Its metrics are a built-in's: the same series, labelled with its name.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for series in [
+        "restsync_records_pulled_total{resource=\"emails_live\"}",
+        "restsync_journal_entries{resource=\"emails_live\",state=\"pending\"}",
+        "restsync_last_successful_walk_timestamp_seconds{resource=\"emails_live\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
 
     write(grown);
     reload.send(()).await.expect("reload");
