@@ -354,3 +354,60 @@ fn emails_readonly() -> ResourceKind {
     let mut problems = Vec::new();
     define(build("emails_readonly", &def, &mut problems).unwrap_or_else(|| panic!("{problems:?}")))
 }
+
+/// The built-ins' mirror tables are a public contract: the same columns, types, keys and
+/// unique constraints as ever, whatever builds them.
+#[test]
+fn the_built_in_mirror_tables_keep_their_contract() {
+    let store = Store::open_in_memory().unwrap();
+    let expected: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "phone_numbers",
+            &[
+                ("contact_id", "INTEGER"),
+                ("type", "INTEGER"),
+                ("number", "TEXT"),
+                ("extension", "TEXT"),
+                ("description", "TEXT"),
+                ("profile_id", "INTEGER"),
+            ],
+        ),
+        (
+            "addresses",
+            &[
+                ("contact_id", "INTEGER"),
+                ("type", "INTEGER"),
+                ("address", "TEXT"),
+                ("country_id", "INTEGER"),
+                ("state_id", "INTEGER"),
+                ("city_id", "INTEGER"),
+                ("description", "TEXT"),
+                ("profile_id", "INTEGER"),
+            ],
+        ),
+        (
+            "smart_numbers",
+            &[
+                ("user_id", "INTEGER"),
+                ("phone_a", "TEXT"),
+                ("phone_b", "TEXT"),
+                ("phone_x", "TEXT"),
+                ("description", "TEXT"),
+                ("created_at", "TEXT"),
+            ],
+        ),
+    ];
+    for (table, columns) in expected {
+        let mut want = vec![
+            ("local_id".to_string(), "INTEGER".to_string(), 1),
+            ("id".to_string(), "INTEGER".to_string(), 0),
+        ];
+        want.extend(columns.iter().map(|(n, t)| (n.to_string(), t.to_string(), 0)));
+        assert_eq!(table_info(&store, table), want, "{table}");
+        assert_eq!(unique_columns(&store, table), vec!["id".to_string()], "{table}");
+        let kind = ResourceKind::from_name(table).unwrap();
+        let names: Vec<&str> = kind.spec().columns.iter().map(|c| c.name).collect();
+        let listed: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, listed, "{table}: the specification's columns");
+    }
+}
