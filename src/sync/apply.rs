@@ -352,3 +352,6 @@ pub(super) fn record_conflicts(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
