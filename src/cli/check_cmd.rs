@@ -91,9 +91,14 @@ fn offline(config_path: &Path, settings: &Settings) -> i32 {
             .schedule
             .upcoming(settings.sync.time_zone)
             .take(3)
-            .map(|t| t.format("%a %Y-%m-%d %H:%M:%S %Z").to_string())
+            .map(|t| t.to_rfc3339())
             .collect();
-        outln!("{}: next walks {}", r.kind.name(), next.join(", "));
+        outln!(
+            "{}: next walks ({}) {}",
+            r.kind.name(),
+            settings.sync.time_zone.name(),
+            next.join(", ")
+        );
     }
     code
 }

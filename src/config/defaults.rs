@@ -2,8 +2,9 @@
 //! state the same values (a test holds them to it).
 
 pub const SCHEDULE: &str = "0 */5 * * * *";
-/// The zone schedules are read in.
-pub const TIME_ZONE: &str = "UTC";
+/// The zone schedules are read in: "local" is the system's zone (`TZ`, else
+/// /etc/localtime), as cron and systemd timers read theirs.
+pub const TIME_ZONE: &str = "local";
 pub const PER_PAGE: u32 = 100;
 pub const CONCURRENCY: usize = 4;
 pub const REQUEST_TIMEOUT_SECS: u64 = 30;

@@ -275,10 +275,36 @@ fn a_bad_value_from_the_environment_names_the_variable() {
 }
 
 #[test]
-fn the_time_zone_is_an_iana_name_defaulting_to_utc() {
+fn the_time_zone_is_an_iana_name_defaulting_to_the_systems() {
     let s = load_str(&format!("{FIRSTLINE}\n[sync]\ntime_zone = \"Asia/Taipei\"\n")).unwrap();
     assert_eq!(s.sync.time_zone, chrono_tz::Asia::Taipei);
-    assert_eq!(load_str(FIRSTLINE).unwrap().sync.time_zone, chrono_tz::UTC);
+    let local = validate::local_zone(
+        std::env::var("TZ").ok().as_deref(),
+        iana_time_zone::get_timezone().ok(),
+    );
+    assert_eq!(
+        load_str(FIRSTLINE).unwrap().sync.time_zone,
+        local,
+        "the system's zone by default"
+    );
+    assert_eq!(
+        load_str(&format!("{FIRSTLINE}\n[sync]\ntime_zone = \"local\"\n"))
+            .unwrap()
+            .sync
+            .time_zone,
+        local
+    );
+    // How the system's zone is found: TZ first (with or without its leading colon), then
+    // the system's setting, then UTC.
+    assert_eq!(
+        validate::local_zone(Some(":Asia/Taipei"), Some("Europe/Moscow".into())),
+        chrono_tz::Asia::Taipei
+    );
+    assert_eq!(
+        validate::local_zone(Some("EST5EDT,M3.2.0"), Some("Europe/Moscow".into())),
+        chrono_tz::Europe::Moscow
+    );
+    assert_eq!(validate::local_zone(None, None), chrono_tz::UTC);
     rejected_naming(
         &format!("{FIRSTLINE}\n[sync]\ntime_zone = \"Mars/Olympus\"\n"),
         "sync.time_zone",

@@ -353,14 +353,17 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         .map_err(|e| problems.push(format!("sync.schedule: {e}")))
         .ok();
     let zone_name = raw.time_zone.as_deref().unwrap_or(defaults::TIME_ZONE);
-    let time_zone = zone_name
-        .parse::<chrono_tz::Tz>()
-        .map_err(|_| {
-            problems.push(format!(
-                "sync.time_zone: {zone_name:?} is not an IANA time zone name (for example \"Europe/Moscow\", \"Asia/Taipei\", \"UTC\")"
-            ))
-        })
-        .ok();
+    let time_zone = match zone_name {
+        "local" => Some(local_zone(std::env::var("TZ").ok().as_deref(), iana_time_zone::get_timezone().ok())),
+        name => name
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                problems.push(format!(
+                    "sync.time_zone: {zone_name:?} is not an IANA time zone name (for example \"Europe/Moscow\", \"Asia/Taipei\", \"UTC\") or \"local\""
+                ))
+            })
+            .ok(),
+    };
     let per_page = raw.per_page.unwrap_or(defaults::PER_PAGE);
     if !(1..=1000).contains(&per_page) {
         problems.push(format!("sync.per_page: {per_page} is outside 1..=1000"));
@@ -447,4 +450,15 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
         max_retry_after: Duration::from_secs(max_retry_after),
         journal_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
     })
+}
+
+/// The system's zone: `TZ` when it names an IANA zone (`Asia/Taipei`, `:Europe/Moscow`),
+/// else the zone /etc/localtime points at, else UTC.
+pub(super) fn local_zone(tz_env: Option<&str>, system: Option<String>) -> chrono_tz::Tz {
+    let from_env = tz_env
+        .map(|t| t.trim_start_matches(':'))
+        .and_then(|t| t.parse::<chrono_tz::Tz>().ok());
+    from_env
+        .or_else(|| system.and_then(|s| s.parse().ok()))
+        .unwrap_or(chrono_tz::UTC)
 }

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 struct LastOutcome {
     cycle: Option<(bool, Option<String>)>,
     push: Option<(bool, Option<String>)>,
+    /// When the next scheduled walk runs (RFC 3339 in the schedule's zone).
+    next_walk: Option<String>,
 }
 
 /// The last outcome of every resource: healthy when its last cycle (and any push since)
@@ -40,6 +42,13 @@ impl Health {
         }
     }
 
+    /// Records when the resource's next scheduled walk runs.
+    pub fn set_next_walk(&self, kind: ResourceKind, at: String) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.entry(kind).or_default().next_walk = Some(at);
+        }
+    }
+
     /// Healthy, and a line per resource.
     pub fn report(&self) -> (bool, String) {
         let Ok(map) = self.inner.lock() else {
@@ -58,10 +67,15 @@ impl Health {
                 .map(|(_, problem)| problem.clone().unwrap_or_default());
             let ok = last.cycle.is_some() && failing.is_none();
             healthy &= ok;
+            let next = last
+                .next_walk
+                .as_deref()
+                .map(|t| format!(" (next walk {t})"))
+                .unwrap_or_default();
             match failing {
-                Some(p) => text.push_str(&format!("{kind}: failing: {p}\n")),
-                None if ok => text.push_str(&format!("{kind}: ok\n")),
-                None => text.push_str(&format!("{kind}: no full cycle yet\n")),
+                Some(p) => text.push_str(&format!("{kind}: failing: {p}{next}\n")),
+                None if ok => text.push_str(&format!("{kind}: ok{next}\n")),
+                None => text.push_str(&format!("{kind}: no full cycle yet{next}\n")),
             }
         }
         (healthy, text)
@@ -105,4 +119,28 @@ pub async fn serve(addr: SocketAddr, health: Health, shutdown: CancellationToken
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_says_each_resources_state_and_next_walk() {
+        let health = Health::default();
+        assert_eq!(health.report(), (false, "no cycle finished yet\n".to_string()));
+        health.set_next_walk(ResourceKind::PHONE_NUMBERS, "2026-12-07T09:00:00+08:00".into());
+        health.set(ResourceKind::PHONE_NUMBERS, true, true, None);
+        health.set(ResourceKind::ADDRESSES, true, false, Some("upstream down".into()));
+        let (healthy, text) = health.report();
+        assert!(!healthy);
+        assert_eq!(
+            text,
+            "phone_numbers: ok (next walk 2026-12-07T09:00:00+08:00)\naddresses: failing: upstream down\n"
+        );
+        assert_eq!(
+            health.summary(),
+            "phone_numbers: ok (next walk 2026-12-07T09:00:00+08:00); addresses: failing: upstream down"
+        );
+    }
 }

@@ -65,6 +65,7 @@ pub async fn run(mut job: Job) {
     let mut walk_again = follow_up(walk_failed(&report), None);
     let mut follow = follow_up(job.finished(report, true), None);
     let mut next_tick = tick_after(&job.schedule, job.time_zone, Utc::now());
+    job.announce_next_walk(next_tick);
     // Retries are chased only while they make progress; a stuck entry (a guard, say)
     // waits for the next edit or tick rather than spinning.
     let mut chase_retries = true;
@@ -107,6 +108,7 @@ pub async fn run(mut job: Job) {
                         "scheduled walks skipped: the last walk overran their ticks (the next one runs on schedule)");
                 }
                 next_tick = tick_after(&job.schedule, job.time_zone, now);
+                job.announce_next_walk(next_tick);
                 chase_retries = true;
             }
             changed = job.changes.recv() => {
@@ -143,6 +145,14 @@ pub async fn run(mut job: Job) {
 }
 
 impl Job {
+    /// Logs when the next scheduled walk runs and shows it in STATUS= and /healthz.
+    fn announce_next_walk(&self, at: chrono::DateTime<Utc>) {
+        let local = at.with_timezone(&self.time_zone).to_rfc3339();
+        tracing::info!(resource = %self.kind, next_walk = %local, "next scheduled walk");
+        self.health.set_next_walk(self.kind, local);
+        notify::status(&self.health.summary());
+    }
+
     /// Logs and reports a pass or cycle; returns whether it left transient work.
     fn finished(&self, report: Option<ResourceReport>, full: bool) -> bool {
         let Some(report) = report else { return false };

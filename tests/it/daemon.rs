@@ -184,8 +184,15 @@ async fn the_service_syncs_pushes_promptly_reports_and_stops_cleanly() {
     })
     .await;
 
-    // STATUS= lines say what it is doing.
-    daemon.notified("STATUS=", Duration::from_secs(20)).await;
+    // STATUS= lines say what it is doing, and when each resource walks next.
+    let status_line = daemon.notified("(next walk ", Duration::from_secs(20)).await;
+    assert!(status_line.contains("STATUS="), "{status_line}");
+    let at = status_line
+        .split("(next walk ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{status_line}");
 
     // `status` works while the service runs.
     let status = env.restsync(&["status", "--json"]).await;
