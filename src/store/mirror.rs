@@ -456,15 +456,17 @@ pub fn begin_walk(conn: &Connection, spec: &ResourceSpec) -> Result<()> {
 
 /// Records ids as seen; returns how many of them were already seen in this walk.
 pub fn mark_seen(conn: &Connection, spec: &ResourceSpec, ids: &[i64]) -> Result<usize> {
-    let q = format!("INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)", spec.table);
-    let mut stmt = conn.prepare_cached(&q)?;
-    let mut repeats = 0;
-    for id in ids {
-        if stmt.execute([id])? == 0 {
-            repeats += 1;
-        }
+    if ids.is_empty() {
+        return Ok(0);
     }
-    Ok(repeats)
+    // One statement per page: the ids go in as one JSON array.
+    let q = format!(
+        "INSERT OR IGNORE INTO temp.seen_{} (id) SELECT value FROM json_each(?1)",
+        spec.table
+    );
+    let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let inserted = conn.prepare_cached(&q)?.execute([list])?;
+    Ok(ids.len() - inserted)
 }
 
 pub fn seen_count(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
