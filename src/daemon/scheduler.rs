@@ -158,7 +158,7 @@ impl Job {
         let Some(report) = report else { return false };
         // Full cycles log their own summary; a push pass logs only when it did something.
         if !full && (!report.pushed.is_idle() || report.outcome != Outcome::Ok) {
-            report.log();
+            report.log_push_pass();
         }
         crate::telemetry::cycle_finished(
             report.resource.name(),

@@ -183,7 +183,7 @@ impl Engine {
     /// when the mirror changed, between scheduled walks).
     pub async fn run_push_pass(&self, kind: ResourceKind, opts: CycleOptions) -> Option<ResourceReport> {
         let ctx = self.ctx(kind, opts)?;
-        let span = tracing::info_span!("push", resource = %kind);
+        let span = tracing::info_span!("push");
         Some(
             async move {
                 let mut report = ResourceReport::new(kind);
@@ -250,8 +250,11 @@ fn mirror_unknown_ids(
 }
 
 async fn run_resource(ctx: ResourceCtx) -> ResourceReport {
-    let span = tracing::info_span!("cycle", resource = %ctx.kind);
-    run_resource_inner(ctx).instrument(span).await
+    // The span names the pass; each event names its resource itself (once per line).
+    let span = tracing::info_span!("cycle");
+    let report = run_resource_inner(ctx).instrument(span).await;
+    report.log();
+    report
 }
 
 async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
@@ -326,6 +329,5 @@ async fn run_resource_inner(ctx: ResourceCtx) -> ResourceReport {
         tracing::warn!(error = %e, "could not purge old journal entries");
     }
     report.seconds = started.elapsed().as_secs_f64();
-    report.log();
     report
 }

@@ -98,7 +98,17 @@ impl ResourceReport {
         }
     }
 
+    /// The summary line of a full cycle (walk, merge, push).
     pub fn log(&self) {
+        self.log_as("cycle finished");
+    }
+
+    /// The summary line of a daemon push pass (local edits pushed, no walk).
+    pub fn log_push_pass(&self) {
+        self.log_as("push pass finished");
+    }
+
+    fn log_as(&self, what: &str) {
         let p = self.pulled.clone().unwrap_or_default();
         let s = &self.pushed;
         let status = match &self.outcome {
@@ -121,8 +131,8 @@ impl ResourceReport {
             pushed_deleted = s.deleted,
             push_failed = s.failed,
             push_pending = s.pending,
-            seconds = format!("{:.2}", self.seconds),
-            "cycle finished"
+            seconds = (self.seconds * 100.0).round() / 100.0,
+            "{what}"
         );
         for problem in &self.problems {
             tracing::warn!(resource = %self.resource, "{problem}");

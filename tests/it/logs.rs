@@ -22,7 +22,18 @@ async fn json_logs_carry_a_summary_per_resource_and_push_failures_without_secret
     assert_eq!(resources, ["addresses", "phone_numbers", "smart_numbers"]);
     for s in &summaries {
         assert_eq!(s["records"], 30, "{s}");
-        assert!(s["seconds"].is_string() || s["seconds"].is_number(), "{s}");
+        assert!(s["seconds"].is_f64() || s["seconds"].is_u64(), "a number: {s}");
+    }
+
+    // Text logs name each field once (the resource is not repeated by a span prefix).
+    let text = env.restsync(&["--log-format", "text", "sync", "--once"]).await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(text.stderr.contains("cycle finished"), "{}", text.stderr);
+    for line in text.stderr.lines() {
+        assert!(
+            line.matches("resource=").count() <= 1,
+            "a field printed twice: {line}"
+        );
     }
 
     // A rejected push names the resource, row, operation and upstream's message.
