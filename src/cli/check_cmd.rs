@@ -40,11 +40,22 @@ async fn probe(settings: Settings) -> i32 {
         }
     };
     let (mut refused, mut unreachable) = (false, false);
+    // One small list request per upstream, through its first enabled resource.
+    let mut probed = Vec::new();
     for kind in engine.resources() {
+        let upstream = kind.spec().upstream;
+        if probed.contains(&upstream) {
+            continue;
+        }
+        probed.push(upstream);
         match engine.probe(kind).await {
-            Some(Ok(total)) => outln!("{}: upstream answers ({total} records)", kind.name()),
+            Some(Ok(total)) => outln!(
+                "{}: OK ({} answers, {total} records)",
+                upstream.as_str(),
+                kind.name()
+            ),
             Some(Err(e)) => {
-                eprintln!("restsync: {}: {e}", kind.name());
+                eprintln!("restsync: {} ({}): {e}", upstream.as_str(), kind.name());
                 match e.is_retryable() {
                     true => unreachable = true,
                     false => refused = true,
@@ -94,8 +105,9 @@ fn offline(config_path: &Path, settings: &Settings) -> i32 {
             .map(|t| t.to_rfc3339())
             .collect();
         outln!(
-            "{}: next walks ({}) {}",
+            "{}: schedule {:?} in {}; next walks {}",
             r.kind.name(),
+            r.schedule_text,
             settings.sync.time_zone.name(),
             next.join(", ")
         );

@@ -97,6 +97,8 @@ pub struct UpstreamSettings {
 pub struct ResourceSettings {
     pub kind: ResourceKind,
     pub schedule: cron::Schedule,
+    /// The schedule as written (five or six fields).
+    pub schedule_text: String,
     /// Fixed list filters (a built-in's `user_id`, a definition's `filters`): the scope
     /// every record of the resource lives in, and a local create must stay in.
     pub filters: Vec<(&'static str, String)>,
@@ -105,6 +107,8 @@ pub struct ResourceSettings {
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     pub schedule: cron::Schedule,
+    /// The schedule as written.
+    pub schedule_text: String,
     /// The zone every schedule is read in (`0 0 9 * * *` is 09:00 there).
     pub time_zone: chrono_tz::Tz,
     pub per_page: u32,

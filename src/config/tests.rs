@@ -930,3 +930,29 @@ fn a_built_in_printed_with_its_configured_filters_keeps_its_scope_when_copied() 
         vec![("user_id", "40".to_string())]
     );
 }
+
+/// "Mondays at 9" written three ways fires at the same instants: Mondays, 09:00 in the
+/// configured zone.
+#[test]
+fn mondays_at_nine_are_the_same_mondays_in_the_configured_zone() {
+    use chrono::{Datelike, Timelike};
+    let zone = chrono_tz::Asia::Taipei;
+    let runs: Vec<Vec<String>> = ["0 0 9 * * 1", "0 9 * * 1", "0 9 * * MON"]
+        .iter()
+        .map(|line| {
+            let schedule = parse_schedule(line).unwrap();
+            schedule
+                .upcoming(zone)
+                .take(3)
+                .map(|t| {
+                    assert_eq!(t.weekday(), chrono::Weekday::Mon, "{line}: {t}");
+                    assert_eq!((t.hour(), t.minute(), t.second()), (9, 0, 0), "{line}: {t}");
+                    t.to_rfc3339()
+                })
+                .collect()
+        })
+        .collect();
+    assert!(runs[0][0].ends_with("T09:00:00+08:00"), "{:?}", runs[0]);
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[1], runs[2]);
+}

@@ -122,8 +122,11 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigEr
         let schedule = match section.schedule {
             Some(s) => parse_schedule(&s)
                 .map_err(|e| problems.push(format!("{key}.schedule: {e}")))
-                .ok(),
-            None => sync.as_ref().map(|s| s.schedule.clone()),
+                .ok()
+                .map(|parsed| (parsed, s)),
+            None => sync
+                .as_ref()
+                .map(|s| (s.schedule.clone(), s.schedule_text.clone())),
         };
         let mut filters: Vec<(&'static str, String)> = Vec::new();
         if let Some(user_id) = section.user_id {
@@ -134,10 +137,11 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Settings, ConfigEr
                 filters.push((col.name, value.to_query_value()));
             }
         }
-        if let Some(schedule) = schedule {
+        if let Some((schedule, schedule_text)) = schedule {
             resources.push(ResourceSettings {
                 kind,
                 schedule,
+                schedule_text,
                 filters,
             });
         }
@@ -436,6 +440,7 @@ fn validate_sync(raw: RawSync, problems: &mut Vec<String>) -> Option<SyncSetting
     }
     Some(SyncSettings {
         schedule: schedule?,
+        schedule_text: raw.schedule.unwrap_or_else(|| defaults::SCHEDULE.to_string()),
         time_zone: time_zone?,
         per_page,
         concurrency,

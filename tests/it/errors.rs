@@ -388,10 +388,16 @@ async fn check_tests_the_database_and_prints_the_next_walks() {
         let line = run
             .stdout
             .lines()
-            .find(|l| l.starts_with(&format!("{name}: next walks")))
+            .find(|l| l.starts_with(&format!("{name}: schedule")))
             .unwrap_or_else(|| panic!("{name}: {}", run.stdout));
         // RFC 3339 with the zone's offset, like `systemd-analyze calendar`.
-        let times: Vec<&str> = line.rsplit(") ").next().unwrap_or_default().split(", ").collect();
+        assert!(line.contains("schedule \"0 */5 * * * *\" in "), "{line}");
+        let times: Vec<&str> = line
+            .rsplit("; next walks ")
+            .next()
+            .unwrap_or_default()
+            .split(", ")
+            .collect();
         assert_eq!(times.len(), 3, "{line}");
         for t in times {
             assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t:?} in {line}");
@@ -401,6 +407,28 @@ async fn check_tests_the_database_and_prints_the_next_walks() {
     let run = env.restsync(&["check"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains(": writable"), "{}", run.stdout);
+
+    // "Mondays at 9" three ways, in the configured zone: the same three Mondays, 09:00+08:00.
+    env.write_config(
+        "time_zone = \"Asia/Taipei\"",
+        "[resources.phone_numbers]\nschedule = \"0 0 9 * * 1\"\n[resources.addresses]\nschedule = \"0 9 * * 1\"\n\
+         [resources.smart_numbers]\nschedule = \"0 9 * * MON\"\n",
+    );
+    let run = env.restsync(&["check"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let times: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("; next walks ").nth(1))
+        .collect();
+    assert_eq!(times.len(), 3, "{}", run.stdout);
+    assert!(times.iter().all(|t| *t == times[0]), "{}", run.stdout);
+    for t in times[0].split(", ") {
+        let at = chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339");
+        assert!(t.ends_with("T09:00:00+08:00"), "{t}");
+        assert_eq!(chrono::Datelike::weekday(&at), chrono::Weekday::Mon, "{t}");
+    }
+    env.write_config("", "");
 
     // The database's directory would have to live inside a regular file.
     let blocker = env.dir.path().join("not-a-dir");
@@ -421,14 +449,14 @@ async fn check_online_asks_each_upstream() {
     let env = Env::start(5).await;
     let run = env.restsync(&["check", "--online"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for name in ["phone_numbers", "addresses", "smart_numbers"] {
-        assert!(
-            run.stdout
-                .contains(&format!("{name}: upstream answers (5 records)")),
-            "{}",
-            run.stdout
-        );
+    // One request per upstream, through its first resource.
+    for line in [
+        "firstline: OK (phone_numbers answers, 5 records)",
+        "plusofon: OK (smart_numbers answers, 5 records)",
+    ] {
+        assert!(run.stdout.contains(line), "{}", run.stdout);
     }
+    assert!(!run.stdout.contains("addresses: OK"), "{}", run.stdout);
     let run = env
         .restsync_env(
             &["check", "--online"],
@@ -437,14 +465,29 @@ async fn check_online_asks_each_upstream() {
         .await;
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(
-        run.stderr.contains("phone_numbers") && run.stderr.contains("401"),
+        run.stderr.contains("firstline (phone_numbers)") && run.stderr.contains("401"),
         "{}",
         run.stderr
     );
     assert!(
-        run.stdout.contains("smart_numbers: upstream answers"),
+        run.stderr
+            .contains("check upstreams.firstline.token or token_file"),
+        "the keys to fix: {}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("plusofon: OK"), "{}", run.stdout);
+    let run = env
+        .restsync_env(
+            &["check", "--online"],
+            &[("RESTSYNC_UPSTREAMS__PLUSOFON__CLIENT", "999")],
+        )
+        .await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("check upstreams.plusofon.token or token_file and upstreams.plusofon.client"),
         "{}",
-        run.stdout
+        run.stderr
     );
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let port = closed.local_addr().expect("addr").port();
