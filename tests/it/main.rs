@@ -18,4 +18,5 @@ mod parsers;
 mod pull;
 mod push;
 mod reliability;
+mod systemd;
 mod tracking;
