@@ -166,7 +166,9 @@ fn apply_page(
                     spec,
                     *id,
                     &merged,
+                    local.as_ref().map(|m| m.values.as_slice()),
                     base.is_none() && local.is_none(),
+                    policy,
                     &mut result.plan,
                 );
                 if base.is_some() {
@@ -266,27 +268,92 @@ pub(super) fn with_own_pushes(
     Ok(base)
 }
 
-fn describe(spec: &ResourceSpec, id: i64, merged: &Merged, new: bool, plan: &mut Plan) {
+/// What a dry run's merge would do to the mirror, with the values that would change.
+fn describe(
+    spec: &ResourceSpec,
+    id: i64,
+    merged: &Merged,
+    local: Option<&[Value]>,
+    new: bool,
+    policy: ConflictPolicy,
+    plan: &mut Plan,
+) {
+    let shown = |values: &[Value]| {
+        let text = spec
+            .columns
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| **v != Value::Null)
+            .map(|(c, v)| format!("{}={}", c.name, crate::resources::value_to_json(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        crate::resources::truncate(&text, 160)
+    };
     match &merged.mirror {
-        MirrorAction::Insert(_) if new => plan.pull_insert.push(format!("id {id}: new upstream")),
-        MirrorAction::Insert(_) => plan
+        MirrorAction::Insert(values) if new => plan
             .pull_insert
-            .push(format!("id {id}: restored (deleted locally, changed upstream)")),
-        MirrorAction::Update { local_id, .. } => {
-            plan.pull_update.push(format!("id {id} (local_id {local_id})"))
+            .push(format!("id {id}: new upstream: {}", shown(values))),
+        MirrorAction::Insert(values) => plan.pull_insert.push(format!(
+            "id {id}: restored (deleted locally, changed upstream): {}",
+            shown(values)
+        )),
+        MirrorAction::Update { local_id, values } => {
+            let changes = local
+                .map(|old| {
+                    spec.columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| old.get(*i) != values.get(*i))
+                        .map(|(i, c)| {
+                            format!(
+                                "{}: {} -> {}",
+                                c.name,
+                                old.get(i)
+                                    .map(crate::resources::value_to_json)
+                                    .unwrap_or_default(),
+                                crate::resources::value_to_json(&values[i])
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            plan.pull_update
+                .push(format!("id {id} (local_id {local_id}): {changes}"))
         }
         _ => {}
     }
     for c in &merged.conflicts {
-        plan.conflicts.push(format!(
-            "{} id {id}: {} {} local={} remote={}",
-            spec.table,
-            c.kind,
-            c.field.unwrap_or(""),
-            c.local.as_deref().unwrap_or("-"),
-            c.remote.as_deref().unwrap_or("-")
-        ));
+        plan.conflicts.push(
+            format!(
+                "{} id {id}: {} {} local={} remote={}",
+                spec.table,
+                c.kind,
+                c.field.unwrap_or(""),
+                c.local.as_deref().unwrap_or("-"),
+                c.remote.as_deref().unwrap_or("-"),
+            ) + &resolution_text(c.kind, policy),
+        );
     }
+}
+
+/// How the policy settles a conflict, as `plan` says it.
+pub(super) fn resolution_text(kind: &str, policy: ConflictPolicy) -> String {
+    let how = match (kind, policy) {
+        ("deleted_upstream", ConflictPolicy::RemoteWins) => {
+            "remote-wins: the row is removed (its values kept in conflicts)"
+        }
+        ("deleted_upstream", ConflictPolicy::LocalWins) => "local-wins: the row is created again upstream",
+        ("deleted_locally", ConflictPolicy::RemoteWins) => {
+            "remote-wins: the row comes back as upstream has it"
+        }
+        ("deleted_locally", ConflictPolicy::LocalWins) => "local-wins: the record is deleted upstream",
+        (_, ConflictPolicy::RemoteWins) => {
+            "remote-wins: the mirror takes upstream's value (yours kept in conflicts)"
+        }
+        (_, ConflictPolicy::LocalWins) => "local-wins: your value is pushed (upstream's kept in conflicts)",
+    };
+    format!(" -> {how}")
 }
 
 /// Applies a merge decision to the mirror; returns the local row id it now lives under.

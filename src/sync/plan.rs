@@ -94,10 +94,11 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     for (m, b) in &changes.updates {
         if gone.contains(&b.id) {
             plan.conflicts.push(format!(
-                "{} id {}: deleted_upstream  local={}",
+                "{} id {}: deleted_upstream local={}{}",
                 spec.table,
                 b.id,
-                values_text(spec, &m.values)
+                values_text(spec, &m.values),
+                super::apply::resolution_text("deleted_upstream", policy)
             ));
             if policy == crate::config::ConflictPolicy::LocalWins {
                 plan.push_create.push(format!(
@@ -164,6 +165,7 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     // Say where a real cycle's guards would stop.
     let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as f64;
     let fraction = ctx.settings.sync.max_delete_fraction;
+    let mut guarded = Vec::new();
     for (what, n) in [
         ("removals from the mirror", plan.pull_remove.len()),
         ("deletes upstream", plan.push_delete.len()),
@@ -173,7 +175,18 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
                 "the {n} {what} exceed sync.max_delete_fraction ({fraction}) of {base} rows: a cycle would refuse them \
                  unless run with --allow-mass-delete"
             ));
+            guarded.push(what);
         }
+    }
+    // What the guard would hold is not what the cycle would do: listed as held, not counted.
+    if guarded.contains(&"deletes upstream") {
+        for d in std::mem::take(&mut plan.push_delete) {
+            plan.failed
+                .push(format!("{d}: would be held by the mass-delete guard"));
+        }
+    }
+    if guarded.contains(&"removals from the mirror") {
+        plan.pull_remove.clear();
     }
     Ok(plan)
 }

@@ -1651,12 +1651,25 @@ async fn plan_names_the_guard_and_needs_no_database() {
     env.exec("DELETE FROM addresses WHERE local_id > 3");
     let run = env.restsync(&["plan"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("push: delete upstream: 17"), "{}", run.stdout);
+    // The guard would hold the deletes: shown as held, not as pushes the cycle would send.
+    assert!(!run.stdout.contains("push: delete upstream"), "{}", run.stdout);
+    assert_eq!(
+        run.stdout
+            .matches("would be held by the mass-delete guard")
+            .count(),
+        17,
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("exceed sync.max_delete_fraction"),
         "{}",
         run.stdout
     );
+    assert!(run.stdout.contains("0 to delete upstream"), "{}", run.stdout);
+    // With --allow-mass-delete they would go: a real cycle agrees.
+    let cycle = env.sync_once().await;
+    assert_eq!(cycle.code, 65, "{}", cycle.stderr);
     assert_eq!(env.control.count(Kind::Addresses), 20);
 }
 
@@ -2468,6 +2481,20 @@ async fn plan_lists_what_the_cycle_sends_after_merging_the_walk() {
     );
     let conflicts = phones["conflicts"].as_array().expect("list").len();
     assert_eq!(conflicts, 3, "{}", phones["conflicts"]);
+    // Each conflict says how the policy settles it; pulled changes show their values.
+    for c in phones["conflicts"].as_array().expect("list") {
+        assert!(c.as_str().is_some_and(|c| c.contains(" -> remote-wins: ")), "{c}");
+    }
+    let updated = phones["pull_update"].to_string();
+    assert!(
+        updated.contains("description: \\\"local side\\\" -> \\\"remote side\\\""),
+        "{updated}"
+    );
+    let restored = phones["pull_insert"].to_string();
+    assert!(
+        restored.contains("restored") && restored.contains("changed upstream"),
+        "{restored}"
+    );
 
     let run = env.restsync(&["sync", "--once", "--json"]).await;
     let report: Value = serde_json::from_str(&run.stdout).expect("report");
