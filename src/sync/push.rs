@@ -292,6 +292,36 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
         if entry.stage != Stage::Queued {
             return Ok(Executed::Pending);
         }
+        // The definition may have dropped an operation since the entry was queued: what
+        // upstream cannot do is never sent.
+        let allowed = match entry.op {
+            Op::Create => spec.can_create,
+            Op::Update => spec.can_update,
+            Op::Delete => spec.can_delete,
+        };
+        if !allowed {
+            let seq = entry.seq;
+            let msg = format!(
+                "{} journal {seq}: the upstream cannot {} {} records (the resource's operations leave it out), so nothing \
+                 was sent. Put the operation back in the definition and run `restsync journal retry {seq}`, or \
+                 `restsync journal drop {seq}` to give the change up",
+                spec.table, entry.op, spec.table
+            );
+            tracing::error!(resource = spec.table, seq, op = %entry.op, error = %msg, "push refused");
+            ctx.db
+                .call(move |s| {
+                    journal::advance(
+                        s.conn(),
+                        seq,
+                        &Event::Reject {
+                            status: None,
+                            error: &msg,
+                        },
+                    )
+                })
+                .await?;
+            return Ok(Executed::Failed);
+        }
         if (entry.op == Op::Create || !ctx.api.can_get()) && superseded_if_stale(ctx, &entry).await? {
             return Ok(Executed::Stale);
         }

@@ -671,3 +671,66 @@ writable = true
         1
     );
 }
+
+/// Changes queued while an operation was allowed are not sent once the definition leaves
+/// it out: refused (65), upstream untouched.
+#[tokio::test]
+async fn queued_changes_are_not_sent_after_their_operation_is_dropped() {
+    let env = start("emails_ops", "", 5).await;
+    env.write_config(
+        "max_attempts_per_run = 1\nretry_base_ms = 1",
+        &only(&emails("emails_ops", "")),
+    );
+    env.sync_ok().await;
+    env.exec("UPDATE emails_ops SET email = 'queued@x.test' WHERE id = 1");
+    env.exec("DELETE FROM emails_ops WHERE id = 2");
+    for method in ["PUT", "DELETE", "GET"] {
+        env.control.push_scripted(ScriptedFault {
+            method: Some(method.into()),
+            kind: None,
+            page: None,
+            action: FaultAction::Status(503, "{\"message\": \"down\"}".into()),
+            times: if method == "GET" { 0 } else { 1 },
+        });
+    }
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "queued for later: {}", run.stderr);
+    let limited = only(&emails("emails_ops", "").replace(
+        "natural_key = [\"contact_id\", \"email\"]",
+        "natural_key = [\"contact_id\", \"email\"]\noperations = [\"create\"]",
+    ));
+    env.write_config("max_attempts_per_run = 1\nretry_base_ms = 1", &limited);
+    let writes_before = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .count();
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let writes_after = env
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .count();
+    assert_eq!(writes_before, writes_after, "nothing sent");
+    let upstream = upstream_by_id(&env, "emails_ops");
+    assert!(upstream.contains_key(&2), "not deleted");
+    assert_ne!(upstream[&1]["email"], "queued@x.test", "not updated");
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("the upstream cannot update emails_ops records"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("the upstream cannot delete emails_ops records"),
+        "{}",
+        status.stdout
+    );
+}
