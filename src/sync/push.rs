@@ -519,10 +519,16 @@ async fn send(
             let record = parse_answer(spec, &json, sent)?;
             let raw = json.to_string();
             let sent = sent.to_vec();
-            ctx.db
-                .call(move |s| write_back_update(s, spec, seq, &record, &sent, &raw))
+            let payload = payload.clone();
+            let applied = ctx
+                .db
+                .call(move |s| write_back_update(s, spec, seq, &record, &sent, &payload, &raw))
                 .await?;
-            Ok(Executed::Done(Op::Update))
+            Ok(if applied {
+                Executed::Done(Op::Update)
+            } else {
+                Executed::Failed
+            })
         }
         Op::Delete => {
             let id = entry.upstream_id.ok_or(StoreError::Corrupt {

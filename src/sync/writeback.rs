@@ -41,24 +41,83 @@ pub(super) fn write_back_values(
         .collect()
 }
 
+/// Whether two values are the same for a column, across the JSON forms upstreams answer
+/// with (`5` for `"5"` in a text column, `80` for `80.0` in a real one).
+fn same_value(a: &Value, b: &Value) -> bool {
+    let number = |v: &Value| match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Real(r) => Some(*r),
+        Value::Text(t) => t.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    a == b || matches!((number(a), number(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Writable columns an update sent whose value upstream's answer does not hold: upstream
+/// ignored them (a read-only field there, or a payload key it does not know).
+pub(super) fn not_applied(
+    spec: &ResourceSpec,
+    payload: &serde_json::Map<String, Json>,
+    sent: &[Value],
+    answer: &[Value],
+) -> Vec<String> {
+    spec.columns
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            c.writable && payload.contains_key(c.payload_key) && !same_value(&sent[*i], &answer[*i])
+        })
+        .map(|(i, c)| {
+            format!(
+                "{}: sent {}, upstream holds {}",
+                c.name,
+                crate::resources::value_to_json(&sent[i]),
+                crate::resources::value_to_json(&answer[i])
+            )
+        })
+        .collect()
+}
+
+/// Writes an update's answer back. When upstream did not take every value sent, the row
+/// keeps what the user wrote, the base takes upstream's answer, and the entry fails naming
+/// the fields, so the edit is neither lost nor sent again and again. Returns whether the
+/// update was applied as sent.
 pub(super) fn write_back_update(
     store: &mut Store,
     spec: &'static ResourceSpec,
     seq: i64,
     record: &Record,
     sent: &[Value],
+    payload: &serde_json::Map<String, Json>,
     raw: &str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let ignored = not_applied(spec, payload, sent, &record.values);
     store.write(|tx| {
         let current = mirror::mirror_by_id(tx, spec, record.id)?;
         let local_id = current.as_ref().map(|c| c.local_id);
+        if !ignored.is_empty() {
+            let hash = content_hash(raw.as_bytes());
+            mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, hash)?;
+            let error = format!(
+                "{} id {}: upstream answered the update without the values sent ({}); the row keeps yours. The field \
+                 may be read-only upstream, or its payload_key wrong: fix the row or the definition, then \
+                 `restsync journal retry {seq}`",
+                spec.table,
+                record.id,
+                ignored.join("; ")
+            );
+            tracing::error!(resource = spec.table, seq, id = record.id, error = %error, "update not applied by upstream");
+            journal::advance(tx, seq, &journal::Event::Reject { status: None, error: &error })?;
+            return Ok(false);
+        }
         if let Some(cur) = &current {
             let values = write_back_values(spec, &cur.values, sent, &record.values);
             if values != cur.values {
                 mirror::update_mirror(tx, spec, cur.local_id, &values)?;
             }
         }
-        settle(tx, spec, seq, record, local_id, raw)
+        settle(tx, spec, seq, record, local_id, raw)?;
+        Ok(true)
     })
 }
 

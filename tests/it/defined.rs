@@ -734,3 +734,42 @@ async fn queued_changes_are_not_sent_after_their_operation_is_dropped() {
         status.stdout
     );
 }
+
+/// An update upstream answers without the value sent (here the definition's payload_key is
+/// not the upstream's field) never silently undoes the edit: the row keeps it, the run
+/// says so (65), and nothing is sent again until a person acts.
+#[tokio::test]
+async fn an_update_upstream_ignores_keeps_the_edit_and_fails_loudly() {
+    let label = "[[resources.emails_ignored.columns]]\nname = \"label\"\ntype = \"text\"\nwritable = true\n";
+    let env = start("emails_ignored", label, 5).await;
+    let wrong_key = format!("{label}payload_key = \"title\"\n");
+    env.write_config("", &only(&emails("emails_ignored", &wrong_key)));
+    env.sync_ok().await;
+    env.exec("UPDATE emails_ignored SET label = 'fresh-edit' WHERE id = 4");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM emails_ignored WHERE id = 4 AND label = 'fresh-edit'"),
+        1,
+        "the edit is kept"
+    );
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("label: sent \"fresh-edit\", upstream holds \"label-4\""),
+        "{}",
+        status.stdout
+    );
+    let puts = |env: &Env| {
+        env.control
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .count()
+    };
+    let before = puts(&env);
+    let again = env.sync_once().await;
+    assert_eq!(again.code, 65, "{}", again.stderr);
+    assert_eq!(puts(&env), before, "not sent again and again");
+}

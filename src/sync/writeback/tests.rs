@@ -79,7 +79,18 @@ fn a_write_back_over_an_untouched_row_leaves_no_mark() {
             Ok(seq)
         })
         .unwrap();
-    write_back_update(&mut store, phones(), seq, &record, &phone("b"), "{}").unwrap();
+    let payload = serde_json::json!({"description": "b"});
+    let applied = write_back_update(
+        &mut store,
+        phones(),
+        seq,
+        &record,
+        &phone("b"),
+        payload.as_object().unwrap(),
+        "{}",
+    )
+    .unwrap();
+    assert!(applied);
     assert!(marks(&store).is_empty());
     assert_eq!(tracking::edits(store.conn()).unwrap(), 0);
 }
@@ -133,4 +144,70 @@ fn a_local_edit_kept_against_a_removal_is_marked_as_a_create() {
             assert!(marks(&store).is_empty(), "{policy:?}");
         }
     }
+}
+
+/// An update answered without the value sent (upstream ignored the field): the row keeps
+/// the user's value, the base takes upstream's, and the entry fails naming the field.
+#[test]
+fn an_update_upstream_did_not_apply_fails_and_keeps_the_edit() {
+    let mut store = Store::open_in_memory().unwrap();
+    let local = pulled(&mut store, 10, "a");
+    store
+        .person()
+        .execute("UPDATE phone_numbers SET description = 'mine' WHERE id = 10", [])
+        .unwrap();
+    let seq = store
+        .write(|tx| {
+            let seq = journal::insert(
+                tx,
+                &NewEntry {
+                    resource: "phone_numbers",
+                    op: Op::Update,
+                    local_id: Some(local),
+                    upstream_id: Some(10),
+                    payload: r#"{"description":"mine"}"#,
+                    row_values: &phones().values_to_json(&phone("mine")),
+                },
+            )?;
+            journal::advance(tx, seq, &Event::Send)?;
+            Ok(seq)
+        })
+        .unwrap();
+    // Upstream answers with the old value: it did not take the field.
+    let record = Record {
+        id: 10,
+        values: phone("a"),
+    };
+    let payload = serde_json::json!({"description": "mine"});
+    let applied = write_back_update(
+        &mut store,
+        phones(),
+        seq,
+        &record,
+        &phone("mine"),
+        payload.as_object().unwrap(),
+        "{}",
+    )
+    .unwrap();
+    assert!(!applied);
+    let row = mirror::mirror_by_id(store.conn(), phones(), 10).unwrap().unwrap();
+    assert_eq!(row.values[4], Value::Text("mine".into()), "the edit is kept");
+    let base = mirror::base_by_id(store.conn(), phones(), 10).unwrap().unwrap();
+    assert_eq!(base.values[4], Value::Text("a".into()), "the base is upstream's");
+    let entry = journal::get(store.conn(), seq).unwrap().unwrap();
+    assert_eq!(entry.stage, crate::store::journal::Stage::Failed);
+    let error = entry.last_error.unwrap_or_default();
+    assert!(
+        error.contains("description: sent \"mine\", upstream holds \"a\""),
+        "{error}"
+    );
+    // Numbers in another JSON form are the same value, not an ignored field.
+    let payload = serde_json::json!({"contact_id": 5, "number": "0912"});
+    let mut sent = phone("x");
+    sent[0] = Value::Integer(5);
+    sent[2] = Value::Integer(912);
+    let mut answer = sent.clone();
+    answer[0] = Value::Text("5".into());
+    answer[2] = Value::Text("912".into());
+    assert!(not_applied(phones(), payload.as_object().unwrap(), &sent, &answer).is_empty());
 }
