@@ -185,6 +185,59 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
     })
 }
 
+/// Lines about definitions the next sync will apply (tables to create or widen) and about
+/// resources this configuration leaves out that still hold local changes; `kinds` loses
+/// the resources whose tables do not have their defined shape yet. Exit code: 78 for a
+/// definition the database refuses, 65 for failed entries left out, 75 for work waiting.
+fn definition_notes(
+    store: &Store,
+    settings: &Settings,
+    kinds: &mut Vec<ResourceKind>,
+) -> Result<(Vec<String>, i32), i32> {
+    use crate::store::definitions::{left_out, preview, Change};
+    let conn = store.conn();
+    let changes = preview(conn, kinds).map_err(|e| {
+        eprintln!("restsync: {e}");
+        if e.is_config() {
+            exit::CONFIG
+        } else {
+            exit::FATAL
+        }
+    })?;
+    let (mut notes, mut code) = (Vec::new(), exit::OK);
+    for (kind, change) in changes {
+        let what = match change {
+            Change::None => continue,
+            Change::Create => "defined, but its tables are created by the next sync".to_string(),
+            Change::Widen { existing } => {
+                let added: Vec<&str> = kind.spec().columns[existing..].iter().map(|c| c.name).collect();
+                format!(
+                    "its definition adds column(s) {}; the next sync adds them",
+                    added.join(", ")
+                )
+            }
+        };
+        kinds.retain(|k| *k != kind);
+        notes.push(format!("{kind}: {what}"));
+        code = code.max(exit::TEMPFAIL);
+    }
+    for (table, waiting) in left_out(conn, &settings.kinds()).map_err(|e| {
+        eprintln!("restsync: {e}");
+        exit::FATAL
+    })? {
+        if waiting == 0 {
+            continue;
+        }
+        let failed = journal::failed(conn, &table).map(|f| f.len()).unwrap_or(0);
+        notes.push(format!(
+            "{table}: no longer defined or enabled in this configuration, and {waiting} local change(s) wait in it \
+             ({failed} failed); they are sent when its definition is back"
+        ));
+        code = code.max(if failed > 0 { exit::DATA } else { exit::TEMPFAIL });
+    }
+    Ok((notes, code))
+}
+
 pub fn run(settings: &Settings, json: bool) -> i32 {
     if !settings.database_path.exists() {
         eprintln!(
@@ -200,10 +253,16 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
             return exit::FATAL;
         }
     };
-    let kinds: Vec<ResourceKind> = if settings.resources.is_empty() {
+    let mut kinds: Vec<ResourceKind> = if settings.resources.is_empty() {
         ResourceKind::BUILT_IN.to_vec()
     } else {
         settings.resources.iter().map(|r| r.kind).collect()
+    };
+    // Definitions the database does not hold as written yet, and resources it holds that
+    // the configuration leaves out: said plainly, and they count in the exit code.
+    let (notes, notes_code) = match definition_notes(&store, settings, &mut kinds) {
+        Ok(n) => n,
+        Err(code) => return code,
     };
     let mut all = Vec::new();
     for kind in kinds {
@@ -223,9 +282,15 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                 return exit::FATAL;
             }
         }
-        return exit_code(&all);
+        for note in &notes {
+            eprintln!("restsync: {note}");
+        }
+        return exit_code(&all).max(notes_code);
     }
     outln!("database: {}", settings.database_path.display());
+    for note in &notes {
+        outln!("{note}");
+    }
     for s in &all {
         outln!("{}:", s.resource);
         outln!("  rows: {}", s.rows);
@@ -302,7 +367,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
             outln!("    fix: {}", f.fix);
         }
     }
-    exit_code(&all)
+    exit_code(&all).max(notes_code)
 }
 
 /// A stored time as a person reads it next to the time itself: "4 min ago", "in 30 s".

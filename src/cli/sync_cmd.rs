@@ -113,7 +113,49 @@ pub async fn run(
 /// Exit code of `plan --detailed-exitcode` when the next cycle would change something.
 const PLAN_HAS_CHANGES: i32 = 2;
 
-pub async fn plan(settings: Settings, json: bool, detailed_exitcode: bool) -> i32 {
+/// A dry run changes nothing, tables included: a defined resource whose tables the next
+/// sync would create or widen is not planned but named (with what the sync will do).
+fn set_aside_definition_changes(settings: &mut Settings) -> Result<Vec<(String, String)>, i32> {
+    use crate::store::definitions::{preview, Change};
+    if !settings.database_path.exists() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(&settings.database_path).map_err(|e| {
+        eprintln!("restsync: {e}");
+        exit::FATAL
+    })?;
+    let changes = preview(store.conn(), &settings.kinds()).map_err(|e| {
+        eprintln!("restsync: {e}");
+        if e.is_config() {
+            exit::CONFIG
+        } else {
+            exit::FATAL
+        }
+    })?;
+    let mut aside = Vec::new();
+    for (kind, change) in changes {
+        let what = match change {
+            Change::None => continue,
+            Change::Create => "new: the next sync creates its tables and pulls every record".to_string(),
+            Change::Widen { existing } => {
+                let added: Vec<&str> = kind.spec().columns[existing..].iter().map(|c| c.name).collect();
+                format!(
+                    "the next sync adds column(s) {} (filled from the stored records); plan shows it after that",
+                    added.join(", ")
+                )
+            }
+        };
+        settings.resources.retain(|r| r.kind != kind);
+        aside.push((kind.name().to_string(), what));
+    }
+    Ok(aside)
+}
+
+pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -> i32 {
+    let aside = match set_aside_definition_changes(&mut settings) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let engine = match open_engine(settings, true) {
         Ok(e) => e,
         Err(code) => return code,
@@ -121,6 +163,12 @@ pub async fn plan(settings: Settings, json: bool, detailed_exitcode: bool) -> i3
     let mut code = exit::OK;
     let mut totals = crate::sync::Plan::default();
     let mut per_resource = serde_json::Map::new();
+    for (name, what) in &aside {
+        if !json {
+            outln!("{name}:\n  {what}");
+        }
+        per_resource.insert(name.clone(), serde_json::json!({ "definition_change": what }));
+    }
     for (kind, result) in engine.plan().await {
         match result {
             Ok(p) => {
@@ -166,7 +214,7 @@ pub async fn plan(settings: Settings, json: bool, detailed_exitcode: bool) -> i3
         totals.pull_remove.len(),
         totals.conflicts.len()
     );
-    if code == exit::OK && detailed_exitcode && totals.has_changes() {
+    if code == exit::OK && detailed_exitcode && (totals.has_changes() || !aside.is_empty()) {
         code = PLAN_HAS_CHANGES;
     }
     if json {

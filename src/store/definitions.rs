@@ -48,12 +48,14 @@ impl Stored {
     }
 }
 
+fn defined_tables_known(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resource_definitions'")?
+        .exists([])
+}
+
 /// Names of the defined tables this database holds.
 pub(crate) fn defined_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let exists: bool = conn
-        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resource_definitions'")?
-        .exists([])?;
-    if !exists {
+    if !defined_tables_known(conn)? {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare_cached("SELECT name FROM resource_definitions ORDER BY name")?;
@@ -134,6 +136,10 @@ fn ensure(tx: &Transaction<'_>, spec: &ResourceSpec) -> Result<()> {
 
 fn change_for(conn: &Connection, spec: &ResourceSpec) -> Result<Change> {
     let wanted = Stored::of(spec);
+    // A database from before definitions (schema 3 or older) holds none yet.
+    if !defined_tables_known(conn)? {
+        return Ok(Change::Create);
+    }
     let stored: Option<String> = conn
         .query_row(
             "SELECT definition FROM resource_definitions WHERE name = ?1",

@@ -305,13 +305,35 @@ async fn a_definition_that_adds_a_column_upgrades_the_existing_mirror() {
         !cols(&env).contains(&"label".to_string()),
         "check changes nothing"
     );
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 75, "{}\n{}", status.stdout, status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains("emails_grow: its definition adds column(s) label"),
+        "{}",
+        status.stdout
+    );
+    // A dry run changes nothing, tables included: it says what the sync will do.
+    let plan = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("the next sync adds column(s) label"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !cols(&env).contains(&"label".to_string()),
+        "plan changed the table"
+    );
+    env.sync_ok().await;
+    assert!(cols(&env).contains(&"label".to_string()));
     let plan = env.restsync(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(
         plan.code, 0,
-        "the new column comes from stored records: nothing to pull or push\n{}\n{}",
+        "the new column came from stored records: nothing to pull or push\n{}\n{}",
         plan.stdout, plan.stderr
     );
-    assert!(cols(&env).contains(&"label".to_string()));
     let upstream = upstream_by_id(&env, "emails_grow");
     let label: String = env
         .db()
@@ -503,6 +525,15 @@ async fn check_tells_of_changes_waiting_in_a_resource_no_longer_defined() {
             .contains("emails_gone: no longer defined or enabled here, and 1 local change(s) wait"),
         "{}",
         check.stdout
+    );
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 75, "{}\n{}", status.stdout, status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains("emails_gone: no longer defined or enabled"),
+        "{}",
+        status.stdout
     );
     env.sync_ok().await;
     assert_eq!(
