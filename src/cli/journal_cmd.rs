@@ -41,10 +41,11 @@ pub fn run(settings: &Settings, action: Option<JournalAction>, state: Option<&st
         Some(JournalAction::Drop {
             seq: None,
             resource,
+            held,
             state,
             yes,
             ..
-        }) => drop_all(&mut store, resource.as_deref(), state.as_deref(), yes),
+        }) => drop_all(&mut store, resource.as_deref(), state.as_deref(), held, yes),
     };
     match result {
         Ok(code) => code,
@@ -218,12 +219,18 @@ fn drop_all(
     store: &mut Store,
     resource: Option<&str>,
     state: Option<&str>,
+    held: bool,
     yes: bool,
 ) -> Result<i32, StoreError> {
     if let Some(name) = resource {
         if ResourceKind::from_name(name).is_none() {
             eprintln!(
-                "restsync: --resource {name}: no such resource (phone_numbers, addresses, smart_numbers)"
+                "restsync: --resource {name}: no such resource ({})",
+                ResourceKind::all()
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             return Ok(exit::USAGE);
         }
@@ -246,7 +253,13 @@ fn drop_all(
         entries.extend(
             journal::active(store.conn(), kind.name())?
                 .into_iter()
-                .filter(|e| droppable.contains(&e.stage) && state.is_none_or(|s| e.state == s)),
+                .filter(|e| droppable.contains(&e.stage) && state.is_none_or(|s| e.state == s))
+                .filter(|e| {
+                    !held
+                        || e.last_error
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with(journal::HELD_BY_GUARD))
+                }),
         );
     }
     if entries.is_empty() {

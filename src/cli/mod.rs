@@ -212,6 +212,10 @@ pub enum JournalAction {
         /// With --all: only entries in this state (pending or failed).
         #[arg(long, requires = "all")]
         state: Option<String>,
+        /// With --all: only the deletes the mass-delete guard holds (undo a guarded mass
+        /// delete without touching other failed changes).
+        #[arg(long, requires = "all")]
+        held: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,

@@ -92,7 +92,7 @@ fn fix_for(e: &journal::Entry) -> String {
     {
         return format!(
             "if the deletes are meant, `restsync sync --once --allow-mass-delete` sends them; if not, \
-             `restsync journal drop --all --resource {} --state failed --yes` brings the rows back",
+             `restsync journal drop --all --resource {} --held --yes` brings the rows back",
             e.resource
         );
     }

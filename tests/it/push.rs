@@ -2528,6 +2528,7 @@ async fn status_says_why_entries_wait_and_how_to_release_guarded_deletes() {
         action: FaultAction::Status(503, "{\"message\": \"maintenance\"}".into()),
         times: 1,
     });
+    env.exec("UPDATE addresses SET contact_id = 'not a number', description = 'keep me' WHERE local_id = 1");
     env.exec("DELETE FROM addresses WHERE local_id > 1");
     let run = env.sync_once().await;
     assert_eq!(run.code, 65, "{}", run.stderr);
@@ -2543,7 +2544,7 @@ async fn status_says_why_entries_wait_and_how_to_release_guarded_deletes() {
             .contains("`restsync sync --once --allow-mass-delete` sends them")
             && status
                 .stdout
-                .contains("`restsync journal drop --all --resource addresses --state failed --yes`"),
+                .contains("`restsync journal drop --all --resource addresses --held --yes`"),
         "{}",
         status.stdout
     );
@@ -2557,5 +2558,34 @@ async fn status_says_why_entries_wait_and_how_to_release_guarded_deletes() {
             .as_str()
             .is_some_and(|w| w.contains("next attempt")),
         "{phones}"
+    );
+
+    // The suggested undo brings the deleted rows back and leaves the other failed change.
+    let rows_before = env.count("SELECT count(*) FROM addresses");
+    let undo = env
+        .restsync(&[
+            "journal",
+            "drop",
+            "--all",
+            "--resource",
+            "addresses",
+            "--held",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    assert!(
+        env.count("SELECT count(*) FROM addresses") > rows_before,
+        "rows back"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM addresses WHERE local_id = 1 AND description = 'keep me'"),
+        1,
+        "the unrelated edit is kept"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE resource = 'addresses' AND state = 'failed'"),
+        1,
+        "its failed entry stays"
     );
 }
