@@ -101,9 +101,15 @@ fn fix_for(e: &journal::Entry) -> String {
             "check upstream for the record; if it is not there, `restsync journal retry {}` sends it again",
             e.seq
         ),
+        _ if e.op == journal::Op::Delete => format!(
+            "`restsync journal drop {seq}` brings the row back as upstream has it; `restsync journal retry {seq}` sends \
+             the delete again once what refused it is fixed",
+            seq = e.seq
+        ),
         _ => format!(
-            "fix the row (the fix supersedes the entry), or `restsync journal drop {}` to give the change up",
-            e.seq
+            "fix the row (the fix supersedes the entry); `restsync journal retry {seq}` sends it again as it is (after \
+             fixing what refused it, the configuration say); or `restsync journal drop {seq}` to give the change up",
+            seq = e.seq
         ),
     }
 }

@@ -15,6 +15,12 @@ const INTERNAL_TABLES: &[&str] = &[
     "changed_rows",
     "change_tracking",
     "resource_definitions",
+    // and its indexes
+    "journal_active",
+    "journal_row",
+    "journal_finished",
+    "journal_record",
+    "conflicts_resource",
 ];
 
 /// A resource definition as written (every key optional here, so each missing one is

@@ -76,11 +76,20 @@ pub(super) fn out_of_scope(
         let i = spec.column_index(column)?;
         let have = describe_value(&values[i]);
         (have != *wanted).then(|| {
+            // A built-in's scope is its `user_id` key; a defined resource's, its `filters`.
+            let key = if crate::resources::ResourceKind::BUILT_IN
+                .iter()
+                .any(|k| k.name() == spec.table)
+            {
+                format!("resources.{}.{column} = {wanted}", spec.table)
+            } else {
+                format!("resources.{}.filters {{ {column} = {wanted} }}", spec.table)
+            };
             format!(
                 "{} local_id {local_id}: {column} {have} is outside this resource's scope \
-                 (resources.{}.{column} = {wanted}); upstream would create it where this mirror does not list it. \
+                 ({key}); upstream would create it where this mirror does not list it. \
                  Set {column} to {wanted}, or delete the row",
-                spec.table, spec.table
+                spec.table
             )
         })
     })
@@ -324,7 +333,7 @@ fn journal_changes(
                     format!(
                         "{} id {}: the row was deleted, but the upstream cannot delete {} records (its definition's \
                  operations leave out delete), so nothing was sent. To get the row back as upstream \
-                 has it, drop this entry (`restsync journal drop <seq>`)",
+                 has it, drop this entry (`restsync journal drop` with its number from `restsync status`)",
                         spec.table, b.id, spec.table
                     )
                 })

@@ -195,7 +195,7 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
             String::new()
         };
         note(&mut outcome, Outcome::NeedsHuman(format!(
-            "{resource}: {failed} change(s) need a person: {}{more}. Fix the rows (the fix supersedes the entry), or see `restsync journal --state failed`",
+            "{resource}: {failed} change(s) need a person: {}{more}. `restsync status` says what settles each (fix the row, retry or drop the entry)",
             first.join("; ")
         )));
     }
