@@ -5,7 +5,7 @@ use super::report::{MergedRow, Plan, PullStats};
 use super::walk::run_walk;
 use super::{ResourceCtx, SyncError};
 use crate::resources::{value_to_json, ResourceSpec};
-use crate::store::journal::{self, Op};
+use crate::store::journal::{self, Op, Stage};
 use crate::store::mirror;
 use rusqlite::types::Value;
 
@@ -47,15 +47,17 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             candidates.len()
         ));
     }
-    let (changes, failed) = ctx
+    let (changes, failed, active) = ctx
         .db
         .call(move |s| {
             Ok((
                 mirror::local_changes(s.conn(), spec)?,
                 journal::failed(s.conn(), spec.table)?,
+                journal::active(s.conn(), spec.table)?,
             ))
         })
         .await?;
+    let scope = ctx.api.scope().to_vec();
     // A change whose entry failed as it stands is not sent by the next cycle: shown as
     // failed, not as a push.
     let failed_as_is = |op: Op, local_id: Option<i64>, id: Option<i64>, values: &[Value]| {
@@ -78,6 +80,28 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     };
     for m in &changes.creates {
         let what = format!("local_id {}: {}", m.local_id, values_text(spec, &m.values));
+        // A create already sent whose outcome is being settled (or that needs a person)
+        // is never sent again by a cycle, whatever the row holds now.
+        let settling = active.iter().find(|e| {
+            e.op == Op::Create
+                && e.local_id == Some(m.local_id)
+                && !matches!(e.stage, Stage::Queued | Stage::Failed)
+        });
+        if let Some(e) = settling {
+            let line = format!(
+                "{what}: its create (journal {}) is {}; not sent again",
+                e.seq, e.stage
+            );
+            match e.stage.needs_human() {
+                true => plan.failed.push(line),
+                false => plan.notes.push(line),
+            }
+            continue;
+        }
+        if let Some(reason) = super::enqueue::out_of_scope(spec, &scope, m.local_id, &m.values) {
+            plan.failed.push(format!("{what}: would be refused: {reason}"));
+            continue;
+        }
         match failed_as_is(Op::Create, Some(m.local_id), None, &m.values) {
             Some(e) => show_failed(&mut plan, what, e),
             None if !spec.can_create => plan.notes.push(format!(

@@ -679,6 +679,16 @@ writable = true
         "not identified while the list lags: {}",
         first.stderr
     );
+    // plan agrees: the accepted create is not a push the next cycle would send.
+    let plan = env.restsync(&["plan", "--json"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    assert_eq!(doc["summary"]["create"], 0, "{doc}");
+    assert!(
+        doc["resources"]["routes_lag"]["notes"]
+            .to_string()
+            .contains("not sent again"),
+        "{doc}"
+    );
     let mut code = first.code;
     for _ in 0..10 {
         if code == 0 {
