@@ -15,6 +15,7 @@ mod errors;
 mod limits;
 mod logs;
 mod parsers;
+mod progress;
 mod pull;
 mod push;
 mod reliability;
