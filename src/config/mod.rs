@@ -10,7 +10,6 @@ pub use defaults::*;
 pub use schedule::parse_schedule;
 
 use crate::resources::{ResourceKind, UpstreamName};
-use raw::RawConfig;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -218,7 +217,7 @@ pub fn load_with_env(
         },
         other => other,
     };
-    let raw: RawConfig = config::Config::builder()
+    let root: config::Value = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("RESTSYNC")
@@ -234,7 +233,28 @@ pub fn load_with_env(
                 problems: vec![e.to_string()],
             })
         })?;
-    validate::validate(path, raw).map_err(blame)
+    let (raw, mut problems, removed) = raw::deserialize_all(root);
+    match validate::validate(path, raw) {
+        Ok(settings) if problems.is_empty() => Ok(settings),
+        Ok(_) => Err(blame(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })),
+        // The checks of what could be read, except what follows from a key taken out
+        // above (a required key with a bad value is not "missing" too).
+        Err(ConfigError::Invalid { problems: more, .. }) => {
+            problems.extend(more.into_iter().filter(|p| {
+                !removed
+                    .iter()
+                    .any(|key| p.starts_with(&format!("{key}:")) || p.starts_with(&format!("{key}.")))
+            }));
+            Err(blame(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            }))
+        }
+        Err(other) => Err(blame(other)),
+    }
 }
 
 #[cfg(test)]

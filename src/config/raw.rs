@@ -63,6 +63,74 @@ pub(super) struct RawUpstream {
     pub(super) max_in_flight: Option<usize>,
 }
 
+/// Reads the merged configuration into [`RawConfig`], reporting every unknown key and every
+/// value of the wrong type rather than only the first: each offending key is named, taken
+/// out, and the rest read again. Returns what could be read, the problems, and the keys
+/// taken out (dotted).
+pub(super) fn deserialize_all(mut root: config::Value) -> (RawConfig, Vec<String>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut removed = Vec::new();
+    // Each round takes a key out, so this ends; the bound keeps a pathological file short.
+    for _ in 0..200 {
+        let error = match serde_path_to_error::deserialize::<_, RawConfig>(root.clone()) {
+            Ok(raw) => return (raw, problems, removed),
+            Err(e) => e,
+        };
+        let mut keys: Vec<String> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let message = error.into_inner().to_string();
+        // The key is named in front; config's own " for key `x`" would say it twice.
+        let message = match message.rfind(" for key `") {
+            Some(at) if message.ends_with('`') => message[..at].to_string(),
+            _ => message,
+        };
+        // "unknown field `foo`, expected ...": the path stops at the table holding it.
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            if keys.last().map(String::as_str) != Some(field) {
+                keys.push(field.to_string());
+            }
+        }
+        let dotted = keys.join(".");
+        problems.push(if dotted.is_empty() {
+            message
+        } else {
+            format!("{dotted}: {message}")
+        });
+        if keys.is_empty() || !take_out(&mut root, &keys) {
+            break;
+        }
+        removed.push(dotted);
+    }
+    (RawConfig::default(), problems, removed)
+}
+
+/// Removes the value at `keys` (table keys, array indices); false when it is not there.
+fn take_out(value: &mut config::Value, keys: &[String]) -> bool {
+    let Some((first, rest)) = keys.split_first() else {
+        return false;
+    };
+    match &mut value.kind {
+        config::ValueKind::Table(map) if rest.is_empty() => map.remove(first).is_some(),
+        config::ValueKind::Table(map) => map.get_mut(first).is_some_and(|v| take_out(v, rest)),
+        config::ValueKind::Array(items) => first
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| items.get_mut(i))
+            .is_some_and(|v| if rest.is_empty() { false } else { take_out(v, rest) }),
+        _ => false,
+    }
+}
+
 /// `[resources.NAME]`: an override of a built-in (`enabled`, `schedule`, `user_id`) or a
 /// resource definition (the other keys; see `resources::definition`).
 pub(super) type RawResources = BTreeMap<String, RawResource>;

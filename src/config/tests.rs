@@ -956,3 +956,30 @@ fn mondays_at_nine_are_the_same_mondays_in_the_configured_zone() {
     assert_eq!(runs[0], runs[1]);
     assert_eq!(runs[1], runs[2]);
 }
+
+/// Unknown keys, values of the wrong type and out-of-range values: all in one message.
+#[test]
+fn unknown_keys_type_errors_and_bad_values_are_reported_together() {
+    let p = problems(&format!(
+        "{FIRSTLINE}extra = 1\n[sync]\nper_pge = 50\nconcurrency = \"many\"\nmax_delete_fraction = 7.0\n\
+         [daemon]\npush_delay_ms = \"soon\"\n[log]\nformat = \"xml\"\n"
+    ));
+    for key in [
+        "upstreams.firstline.extra",
+        "sync.per_pge",
+        "sync.concurrency",
+        "daemon.push_delay_ms",
+        "sync.max_delete_fraction",
+        "log.format",
+    ] {
+        assert!(
+            p.iter().any(|m| m.starts_with(&format!("{key}:"))),
+            "{key} not among {p:#?}"
+        );
+    }
+    assert!(
+        !p.iter()
+            .any(|m| m.starts_with("sync.concurrency:") && m.contains("outside")),
+        "a bad value is not also reported as missing or out of range: {p:#?}"
+    );
+}
