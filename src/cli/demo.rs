@@ -63,6 +63,19 @@ pub async fn serve_sandbox(
         opts.plusofon_token,
         opts.plusofon_client
     );
+    for kind in &opts.defined {
+        let spec = kind.spec();
+        outln!(
+            "  also {} at {}{} ({} records)",
+            spec.table,
+            match spec.upstream {
+                crate::resources::UpstreamName::Firstline => sandbox.firstline_url(),
+                crate::resources::UpstreamName::Plusofon => sandbox.plusofon_url(),
+            },
+            spec.path,
+            opts.records
+        );
+    }
     outln!("Ctrl-C stops it.");
     let _ = tokio::signal::ctrl_c().await;
     sandbox.shutdown().await;

@@ -814,3 +814,68 @@ async fn an_update_upstream_ignores_keeps_the_edit_and_fails_loudly() {
     assert_eq!(again.code, 65, "{}", again.stderr);
     assert_eq!(puts(&env), before, "not sent again and again");
 }
+
+/// `restsync sandbox --definitions CONFIG` serves the resources that configuration defines.
+#[tokio::test]
+async fn the_sandbox_command_serves_the_definitions_of_a_config() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("defs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstreams.firstline]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\n{}",
+            emails("emails_cli", "")
+        ),
+    )
+    .unwrap();
+    let (fl, pl) = (crate::daemon::free_port(), crate::daemon::free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restsync"))
+        .args([
+            "sandbox",
+            "--firstline-port",
+            &fl.to_string(),
+            "--plusofon-port",
+            &pl.to_string(),
+            "--records",
+            "7",
+        ])
+        .arg("--definitions")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sandbox starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut announced = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line()).await
+    {
+        announced.push_str(&line);
+        announced.push('\n');
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    assert!(
+        announced.contains(&format!(
+            "also emails_cli at http://127.0.0.1:{fl}/api/v1/emails_cli (7 records)"
+        )),
+        "{announced}"
+    );
+    let page: Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{fl}/api/v1/emails_cli?page=1&per_page=5"
+        ))
+        .bearer_auth("sandbox-firstline-token")
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("JSON page");
+    assert_eq!(page["meta"]["total"], 7, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(5));
+    assert!(page["data"][0]["email_contact"]["contact_id"].is_i64(), "{page}");
+    let _ = child.kill().await;
+}

@@ -503,3 +503,70 @@ async fn check_online_asks_each_upstream() {
         .await;
     assert_eq!(run.code, 75, "{}", run.stderr);
 }
+
+/// `journal retry N` / `journal drop N` on an entry that does not exist, or that is done,
+/// say so plainly (65) and change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_commands_on_missing_or_finished_entries_say_so() {
+    let env = Env::start(5).await;
+    env.sync_ok().await;
+    for action in ["retry", "drop"] {
+        let run = env
+            .restsync(&["journal", action, "999", "--yes"][..if action == "retry" { 3 } else { 4 }])
+            .await;
+        assert_eq!(run.code, 65, "{action}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("no journal entry 999"),
+            "{action}: {}",
+            run.stderr
+        );
+    }
+    let id = env.upstream_ids(Kind::PhoneNumbers)[0];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'done' WHERE id = {id}"
+    ));
+    env.sync_ok().await;
+    let seq: i64 = env
+        .db()
+        .query_row("SELECT seq FROM journal WHERE state = 'done' LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .expect("a done entry");
+    let retry = env.restsync(&["journal", "retry", &seq.to_string()]).await;
+    assert_eq!(retry.code, 65, "{}", retry.stderr);
+    assert!(
+        retry.stderr.contains(&format!("journal entry {seq} is done")),
+        "{}",
+        retry.stderr
+    );
+    let drop = env
+        .restsync(&["journal", "drop", &seq.to_string(), "--yes"])
+        .await;
+    assert_eq!(drop.code, 65, "{}", drop.stderr);
+    assert!(
+        drop.stderr
+            .contains("only queued or failed entries can be dropped"),
+        "{}",
+        drop.stderr
+    );
+    assert_eq!(
+        env.row_json("phone_numbers", id)["description"],
+        "done",
+        "nothing changed"
+    );
+}
+
+/// `check` refuses a database written by a newer restsync (73), naming database.path.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_a_database_from_a_newer_version() {
+    let env = Env::start(3).await;
+    env.sync_ok().await;
+    env.exec("PRAGMA user_version = 999");
+    let run = env.restsync(&["check"]).await;
+    assert_eq!(run.code, 73, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("database.path") && run.stderr.contains("newer"),
+        "{}",
+        run.stderr
+    );
+}
