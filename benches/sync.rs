@@ -1,4 +1,5 @@
-//! The benchmark suite: `cargo bench` (add `-- --quick` for 100k rows and a smaller push).
+//! The benchmark suite: `cargo bench` (`cargo bench --bench sync -- --quick` for 100k rows and a
+//! smaller push).
 //!
 //! Runs the real `restsync` binary against the built-in sandbox on 127.0.0.1 and measures
 //! wall time and the restsync process's peak RSS (VmHWM from /proc, sampled every 20 ms).

@@ -635,3 +635,10 @@ fn value_helpers() {
     assert_eq!(truncate("abc", 3), "abc");
     assert_eq!(truncate("éèêë", 2), "éè…");
 }
+
+#[test]
+fn print_builtin_toml_for_generation() {
+    for kind in ResourceKind::BUILT_IN {
+        println!("{}", crate::resources::definition::to_toml(kind.spec()));
+    }
+}
