@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use std::fmt::Write as _;
 
-use super::{Column, ColumnType, JsonPath, Pagination, ResourceKind, ResourceSpec, UpstreamName};
+use super::{Column, ColumnType, JsonPath, Pagination, ResourceSpec, UpstreamName, BUILT_IN_NAMES};
 
 /// Tables of restsync's own: no resource may take their names.
 const INTERNAL_TABLES: &[&str] = &[
@@ -25,7 +25,8 @@ const INTERNAL_TABLES: &[&str] = &[
 
 /// A resource definition as written (every key optional here, so each missing one is
 /// reported by name).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Definition {
     pub upstream: Option<String>,
     pub path: Option<String>,
@@ -114,16 +115,50 @@ const BASE_COLUMNS: &[&str] = &["raw", "hash", "synced_at"];
 /// Checks a definition, naming every bad key in `problems`; returns the specification
 /// when there were none.
 pub fn build(name: &str, def: &Definition, problems: &mut Vec<String>) -> Option<ResourceSpec> {
+    if BUILT_IN_NAMES.contains(&name) {
+        problems.push(format!(
+            "resources.{name}: the table name `{name}` is taken by restsync itself; choose another name"
+        ));
+        return None;
+    }
+    build_spec(name, def, problems)
+}
+
+/// The built-in definitions (`builtin.toml`), read with the same rules as a config's.
+pub(super) fn parse_built_in(text: &str) -> Vec<ResourceSpec> {
+    #[derive(Deserialize)]
+    struct File {
+        resources: std::collections::BTreeMap<String, Definition>,
+    }
+    let file: Result<File, _> = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize());
+    let mut problems = Vec::new();
+    let specs: Vec<ResourceSpec> = match file {
+        Ok(file) => file
+            .resources
+            .iter()
+            .filter_map(|(name, def)| build_spec(name, def, &mut problems))
+            .collect(),
+        Err(e) => {
+            problems.push(e.to_string());
+            Vec::new()
+        }
+    };
+    // The file is part of the binary; a test reads it, so this never fires in a release.
+    assert!(problems.is_empty(), "builtin.toml: {problems:?}");
+    specs
+}
+
+fn build_spec(name: &str, def: &Definition, problems: &mut Vec<String>) -> Option<ResourceSpec> {
     let key = format!("resources.{name}");
     let before = problems.len();
     if !is_plain_identifier(name) {
         problems.push(format!(
             "{key}: `{name}` cannot be a table name (lower-case letters, digits and _, not starting with a digit, at most 64 characters, not an SQL keyword)"
         ));
-    } else if ResourceKind::BUILT_IN.iter().any(|k| k.name() == name)
-        || INTERNAL_TABLES.contains(&name)
-        || name.starts_with("sqlite_")
-    {
+    } else if INTERNAL_TABLES.contains(&name) || name.starts_with("sqlite_") {
         problems.push(format!(
             "{key}: the table name `{name}` is taken by restsync itself; choose another name"
         ));

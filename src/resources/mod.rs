@@ -2,10 +2,7 @@
 //! and back, which columns may be pushed, and what each upstream can do. Three ship with
 //! the binary; more are defined in the config ([`definition`]).
 
-mod addresses;
 pub mod definition;
-mod phone_numbers;
-mod smart_numbers;
 
 use rusqlite::types::Value;
 use serde_json::{Map, Value as Json};
@@ -27,16 +24,44 @@ impl UpstreamName {
     }
 }
 
-/// A synced resource: a handle on its specification. The three built-ins ship with the
-/// binary; others are defined in the config ([`define`]). Two handles are the same
-/// resource when they name the same mirror table.
+/// A synced resource: a handle on its specification. The three built-ins are definitions
+/// that ship with the binary (`builtin.toml`, read once); others are defined in the config
+/// ([`define`]). Two handles are the same resource when they name the same mirror table.
 #[derive(Clone, Copy)]
-pub struct ResourceKind(&'static ResourceSpec);
+pub struct ResourceKind(Handle);
+
+#[derive(Clone, Copy)]
+enum Handle {
+    /// Index into [`BUILT_IN_NAMES`] and the built-in specifications.
+    BuiltIn(usize),
+    Defined(&'static ResourceSpec),
+}
+
+/// The built-in resources' names (their mirror tables), in table order.
+pub const BUILT_IN_NAMES: [&str; 3] = ["phone_numbers", "addresses", "smart_numbers"];
+
+/// The definitions that ship with the binary, in the same form a config file uses.
+const BUILT_IN_DEFINITIONS: &str = include_str!("builtin.toml");
+
+fn built_in_specs() -> &'static [&'static ResourceSpec; 3] {
+    static SPECS: std::sync::OnceLock<[&'static ResourceSpec; 3]> = std::sync::OnceLock::new();
+    SPECS.get_or_init(|| {
+        let mut defined = definition::parse_built_in(BUILT_IN_DEFINITIONS);
+        BUILT_IN_NAMES.map(|name| {
+            let at = defined.iter().position(|s| s.table == name);
+            // The file is part of the binary and a test reads every definition in it.
+            let spec = at
+                .map(|i| defined.swap_remove(i))
+                .unwrap_or_else(|| panic!("builtin.toml defines {name}"));
+            &*Box::leak(Box::new(spec))
+        })
+    })
+}
 
 impl ResourceKind {
-    pub const PHONE_NUMBERS: ResourceKind = ResourceKind(&phone_numbers::SPEC);
-    pub const ADDRESSES: ResourceKind = ResourceKind(&addresses::SPEC);
-    pub const SMART_NUMBERS: ResourceKind = ResourceKind(&smart_numbers::SPEC);
+    pub const PHONE_NUMBERS: ResourceKind = ResourceKind(Handle::BuiltIn(0));
+    pub const ADDRESSES: ResourceKind = ResourceKind(Handle::BuiltIn(1));
+    pub const SMART_NUMBERS: ResourceKind = ResourceKind(Handle::BuiltIn(2));
 
     /// The resources that ship with the binary, in table order.
     pub const BUILT_IN: [ResourceKind; 3] = [
@@ -46,15 +71,21 @@ impl ResourceKind {
     ];
 
     pub fn spec(self) -> &'static ResourceSpec {
-        self.0
+        match self.0 {
+            Handle::BuiltIn(i) => built_in_specs()[i],
+            Handle::Defined(spec) => spec,
+        }
     }
 
     pub fn name(self) -> &'static str {
-        self.0.table
+        match self.0 {
+            Handle::BuiltIn(i) => BUILT_IN_NAMES[i],
+            Handle::Defined(spec) => spec.table,
+        }
     }
 
     pub fn is_built_in(self) -> bool {
-        Self::BUILT_IN.contains(&self)
+        matches!(self.0, Handle::BuiltIn(_))
     }
 
     /// A built-in, or a resource defined by the loaded configuration.
@@ -85,7 +116,7 @@ pub fn define(spec: ResourceSpec) -> ResourceKind {
     if let Some(same) = list.iter().find(|k| *k.spec() == spec) {
         return *same;
     }
-    let kind = ResourceKind(Box::leak(Box::new(spec)));
+    let kind = ResourceKind(Handle::Defined(Box::leak(Box::new(spec))));
     list.retain(|k| k.name() != kind.name());
     list.push(kind);
     kind

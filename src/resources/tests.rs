@@ -636,9 +636,25 @@ fn value_helpers() {
     assert_eq!(truncate("éèêë", 2), "éè…");
 }
 
+/// The built-ins are the definitions in `builtin.toml`, and `resources show` prints each
+/// exactly as written there (so a copy under another name is the same resource).
 #[test]
-fn print_builtin_toml_for_generation() {
-    for kind in ResourceKind::BUILT_IN {
-        println!("{}", crate::resources::definition::to_toml(kind.spec()));
-    }
+fn the_built_ins_are_the_definitions_that_ship_with_the_binary() {
+    let file: Vec<&str> = include_str!("builtin.toml")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let printed: Vec<String> = ResourceKind::BUILT_IN
+        .iter()
+        .flat_map(|k| {
+            crate::resources::definition::to_toml(k.spec())
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(file, printed);
+    assert!(phones().can_update && !smart().can_update && !smart().create_returns_record);
+    assert_eq!(phones().columns[0].read_from.dotted(), "phone_contact.contact_id");
 }
