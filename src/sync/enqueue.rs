@@ -25,13 +25,13 @@ pub(super) fn key_of(op: Op, local_id: Option<i64>, upstream_id: Option<i64>) ->
 }
 
 pub(super) struct Desired {
-    op: Op,
-    local_id: Option<i64>,
-    upstream_id: Option<i64>,
+    pub(super) op: Op,
+    pub(super) local_id: Option<i64>,
+    pub(super) upstream_id: Option<i64>,
     payload: String,
     row_values: String,
     /// Set when the change cannot be pushed as it stands.
-    rejected: Option<String>,
+    pub(super) rejected: Option<String>,
 }
 
 /// A mirror row's values as journaled (`row_values`). Read-only columns are upstream's to
@@ -202,6 +202,19 @@ fn journal_changes(
     checked: &mirror::Checked,
 ) -> Result<Vec<Mark>, StoreError> {
     let changes = &checked.changes;
+    let desired = desired_changes(tx, spec, scope, changes)?;
+    journal_desired(tx, spec, checked, desired)
+}
+
+/// The entries the changed rows call for, each with the reason it cannot be pushed when
+/// it cannot (an id edited by hand, moved between rows, a value of the wrong type, out of
+/// scope, an operation upstream lacks). Reads only: `plan` asks the same question.
+pub(super) fn desired_changes(
+    tx: &rusqlite::Connection,
+    spec: &'static ResourceSpec,
+    scope: &[(&'static str, String)],
+    changes: &mirror::LocalChanges,
+) -> Result<Vec<Desired>, StoreError> {
     // A row whose `id` was edited (or cleared) by hand looks like a delete of its record
     // plus a row of unknown origin. `id` is upstream's: nothing is pushed for it.
     let mut id_edited: HashMap<i64, String> = HashMap::new();
@@ -340,7 +353,15 @@ fn journal_changes(
             }),
         });
     }
+    Ok(desired)
+}
 
+fn journal_desired(
+    tx: &rusqlite::Connection,
+    spec: &'static ResourceSpec,
+    checked: &mirror::Checked,
+    desired: Vec<Desired>,
+) -> Result<Vec<Mark>, StoreError> {
     // Entries about the rows looked at; entries about other rows are left as they are.
     let looked_at = |key: RowKey| match key {
         RowKey::Local(l) => checked.local_ids.contains(&l),

@@ -47,17 +47,35 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             candidates.len()
         ));
     }
-    let (changes, failed, active) = ctx
+    let scope = ctx.api.scope().to_vec();
+    let scope_for_db = scope.clone();
+    let (changes, failed, active, desired) = ctx
         .db
         .call(move |s| {
+            let changes = mirror::local_changes(s.conn(), spec)?;
+            let desired = super::enqueue::desired_changes(s.conn(), spec, &scope_for_db, &changes)?;
             Ok((
-                mirror::local_changes(s.conn(), spec)?,
+                changes,
                 journal::failed(s.conn(), spec.table)?,
                 journal::active(s.conn(), spec.table)?,
+                desired,
             ))
         })
         .await?;
-    let scope = ctx.api.scope().to_vec();
+    // What the cycle would journal for each changed row, and why not when it would refuse:
+    // the same question the cycle asks, so plan lists only what it would send.
+    let refused = |op: Op, local_id: Option<i64>, upstream_id: Option<i64>| -> Option<Option<String>> {
+        desired
+            .iter()
+            .find(|d| {
+                d.op == op
+                    && match op {
+                        Op::Create => d.local_id == local_id,
+                        _ => d.upstream_id == upstream_id,
+                    }
+            })
+            .map(|d| d.rejected.clone())
+    };
     // A change whose entry failed as it stands is not sent by the next cycle: shown as
     // failed, not as a push.
     let failed_as_is = |op: Op, local_id: Option<i64>, id: Option<i64>, values: &[Value]| {
@@ -98,9 +116,14 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             }
             continue;
         }
-        if let Some(reason) = super::enqueue::out_of_scope(spec, &scope, m.local_id, &m.values) {
-            plan.failed.push(format!("{what}: would be refused: {reason}"));
-            continue;
+        match refused(Op::Create, Some(m.local_id), None) {
+            // Not a create at all: a row whose id was cleared by hand (refused as such).
+            None => continue,
+            Some(Some(reason)) if failed_as_is(Op::Create, Some(m.local_id), None, &m.values).is_none() => {
+                plan.failed.push(format!("{what}: would be refused: {reason}"));
+                continue;
+            }
+            _ => {}
         }
         match failed_as_is(Op::Create, Some(m.local_id), None, &m.values) {
             Some(e) => show_failed(&mut plan, what, e),
@@ -132,6 +155,15 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
                 ));
             }
             continue;
+        }
+        if let Some(Some(reason)) = refused(Op::Update, Some(m.local_id), Some(b.id)) {
+            if failed_as_is(Op::Update, Some(m.local_id), Some(b.id), &m.values).is_none() {
+                plan.failed.push(format!(
+                    "local_id {} (id {}): would be refused: {reason}",
+                    m.local_id, b.id
+                ));
+                continue;
+            }
         }
         let (after, against) = match merged_rows.get(&b.id) {
             Some(MergedRow {
@@ -175,6 +207,13 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         let restored = merged_rows.get(&b.id).is_some_and(|r| r.after.is_some());
         if restored || gone.contains(&b.id) {
             continue;
+        }
+        if let Some(Some(reason)) = refused(Op::Delete, b.local_id, Some(b.id)) {
+            if failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values).is_none() {
+                plan.failed
+                    .push(format!("id {}: would be refused: {reason}", b.id));
+                continue;
+            }
         }
         let what = format!("id {}: {}", b.id, values_text(spec, &b.values));
         match failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values) {

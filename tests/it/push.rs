@@ -2589,3 +2589,45 @@ async fn status_says_why_entries_wait_and_how_to_release_guarded_deletes() {
         "its failed entry stays"
     );
 }
+
+/// Rows whose ids were edited by hand (cleared, swapped between rows) are refused by the
+/// cycle, and plan says so instead of listing creates, deletes and updates.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_id_edits_as_refused_like_the_cycle() {
+    let env = Env::start(10).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (cleared, a, b) = (ids[1], ids[2], ids[3]);
+    env.exec(&format!(
+        "UPDATE phone_numbers SET id = NULL WHERE id = {cleared};
+         UPDATE phone_numbers SET id = -1 WHERE id = {a};
+         UPDATE phone_numbers SET id = {a} WHERE id = {b};
+         UPDATE phone_numbers SET id = {b} WHERE id = -1;"
+    ));
+    let json = env.restsync(&["plan", "--json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let doc: Value = serde_json::from_str(&json.stdout).expect("plan JSON");
+    let summary = &doc["summary"];
+    assert_eq!(
+        (
+            summary["create"].as_u64(),
+            summary["update"].as_u64(),
+            summary["delete"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{doc}"
+    );
+    let failed = doc["resources"]["phone_numbers"]["failed"].to_string();
+    assert!(failed.contains("would be refused"), "{failed}");
+    let writes = |env: &Env| {
+        env.control
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count()
+    };
+    let before = writes(&env);
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(writes(&env), before, "the cycle sends nothing either");
+}
