@@ -8,7 +8,7 @@ use super::prepare::{fetch_before_write, Prepared, Settled};
 use super::report::{Outcome, PushStats};
 use super::resolve::{self, Resolved};
 use super::retry::MAX_INLINE_WAIT;
-use super::writeback::{adopt, parse_answer, write_back_update};
+use super::writeback::{adopt_answer, parse_answer, write_back_update};
 use super::{ResourceCtx, SyncError};
 use crate::store::journal::{self, Entry, Event, Op, Stage};
 use crate::store::{mirror, StoreError};
@@ -497,7 +497,7 @@ async fn send(
                 let record = parse_answer(spec, &json, sent)?;
                 let (entry_c, raw) = (entry.clone(), json.to_string());
                 ctx.db
-                    .call(move |s| adopt(s, spec, &entry_c, &record, &raw))
+                    .call(move |s| adopt_answer(s, spec, &entry_c, &record, &raw))
                     .await?;
                 Ok(Executed::Done(Op::Create))
             }

@@ -154,6 +154,46 @@ pub(super) fn adopt(
     store.write(|tx| adopt_in(tx, spec, entry, &sent, record, raw))
 }
 
+/// Links the record a create answered with. A value the answer does not hold as sent
+/// (upstream ignored the field) stays in the row as the user wrote it instead of being
+/// replaced: the row then differs from the base, so the next push sends it as an update,
+/// and an update upstream does not apply fails naming the field.
+pub(super) fn adopt_answer(
+    store: &mut Store,
+    spec: &'static ResourceSpec,
+    entry: &Entry,
+    record: &Record,
+    raw: &str,
+) -> Result<(), StoreError> {
+    let sent = sent_values(spec, entry)?;
+    let mut shown = record.clone();
+    let ignored: Vec<&str> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.writable && !same_value(&sent[*i], &record.values[*i]))
+        .map(|(i, c)| {
+            shown.values[i] = sent[i].clone();
+            c.name
+        })
+        .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(resource = spec.table, id = record.id, columns = ?ignored,
+            "the create's answer does not hold the values sent for these columns; the row keeps yours and the next push sends them as an update");
+    }
+    store.write(|tx| {
+        adopt_in(tx, spec, entry, &sent, &shown, raw)?;
+        if !ignored.is_empty() {
+            // The base is upstream's answer, not what the row shows.
+            let hash = content_hash(raw.as_bytes());
+            let local_id = mirror::mirror_by_id(tx, spec, record.id)?.map(|m| m.local_id);
+            mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, hash)?;
+            mirror::mark_if_changed(tx, spec, local_id, Some(record.id))?;
+        }
+        Ok(())
+    })
+}
+
 pub(super) fn adopt_in(
     tx: &Connection,
     spec: &'static ResourceSpec,

@@ -813,6 +813,37 @@ async fn an_update_upstream_ignores_keeps_the_edit_and_fails_loudly() {
     let again = env.sync_once().await;
     assert_eq!(again.code, 65, "{}", again.stderr);
     assert_eq!(puts(&env), before, "not sent again and again");
+
+    // The same for a create: the record is made once, the row keeps the value upstream
+    // did not take, and the update that follows fails naming it.
+    env.exec("INSERT INTO emails_ignored (contact_id, email, label) VALUES (3, 'made@x.test', 'new-label')");
+    let mut last = -1;
+    for _ in 0..3 {
+        last = env.sync_once().await.code;
+    }
+    assert_eq!(last, 65);
+    assert_eq!(
+        env.control
+            .defined_records("emails_ignored")
+            .iter()
+            .filter(|r| r["email"] == "made@x.test")
+            .count(),
+        1,
+        "created once"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM emails_ignored WHERE email = 'made@x.test' AND label = 'new-label' AND id IS NOT NULL"),
+        1,
+        "the row keeps the value upstream did not take"
+    );
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("label: sent \"new-label\", upstream holds null"),
+        "{}",
+        status.stdout
+    );
 }
 
 /// `restsync sandbox --definitions CONFIG` serves the resources that configuration defines.
