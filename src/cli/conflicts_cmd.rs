@@ -62,6 +62,12 @@ pub fn run(
 fn list(store: &Store, resource: Option<&str>, since: Option<&str>, json: bool) -> Result<i32, StoreError> {
     let found = sync_state::conflicts(store.conn(), resource, since)?;
     if json {
+        // Values are stored as JSON text: shown as the JSON values they are.
+        let value = |text: &Option<String>| -> Json {
+            text.as_deref()
+                .map(|t| serde_json::from_str(t).unwrap_or_else(|_| Json::String(t.to_string())))
+                .unwrap_or(Json::Null)
+        };
         let doc: Vec<Json> = found
             .iter()
             .map(|s| {
@@ -74,9 +80,9 @@ fn list(store: &Store, resource: Option<&str>, since: Option<&str>, json: bool) 
                     "id": c.upstream_id,
                     "kind": c.kind,
                     "field": c.field,
-                    "base": c.base_value,
-                    "local": c.local_value,
-                    "remote": c.remote_value,
+                    "base": value(&c.base_value),
+                    "local": value(&c.local_value),
+                    "remote": value(&c.remote_value),
                     "resolution": c.resolution,
                 })
             })

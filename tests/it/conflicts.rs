@@ -45,7 +45,7 @@ async fn a_losing_field_value_is_listed_restored_and_pushed() {
     let found = doc.as_array().expect("array");
     assert_eq!(found.len(), 1, "{doc}");
     assert_eq!(found[0]["id"], id);
-    assert_eq!(found[0]["local"], "\"ours\"");
+    assert_eq!(found[0]["local"], "ours", "values as JSON values, not JSON text");
     let seq = found[0]["seq"].as_i64().expect("seq").to_string();
     let none = env
         .restsync(&["conflicts", "--json", "--resource", "addresses"])
