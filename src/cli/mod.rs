@@ -87,8 +87,9 @@ pub enum Command {
         /// Print the plan as one JSON document.
         #[arg(long)]
         json: bool,
-        /// Exit 2 when the next cycle would change something, 0 when it would not (errors
-        /// keep their codes: 1, 65, 75, 78).
+        /// Exit 2 when the next cycle would change something, 0 when it would not, 65 when
+        /// it would refuse or hold a change that needs a person (errors keep their codes:
+        /// 1, 75, 78).
         #[arg(long)]
         detailed_exitcode: bool,
     },

@@ -107,8 +107,8 @@ fn fix_for(e: &journal::Entry) -> String {
             seq = e.seq
         ),
         _ => format!(
-            "fix the row (the fix supersedes the entry); `restsync journal retry {seq}` sends it again as it is (after \
-             fixing what refused it, the configuration say); or `restsync journal drop {seq}` to give the change up",
+            "fix the row (the fix supersedes the entry); `restsync journal retry {seq}` sends it again as it is (once \
+             what refused it is fixed, in the configuration for example); or `restsync journal drop {seq}` to give the change up",
             seq = e.seq
         ),
     }

@@ -43,7 +43,13 @@ pub fn lines(report: &CycleReport, code: i32) -> Vec<String> {
     let mut next = Vec::new();
     for r in &report.resources {
         for problem in &r.problems {
-            next.push(format!("  {}: {problem}", r.resource.name()));
+            // Most problems name their resource already.
+            let name = r.resource.name();
+            if problem.starts_with(&format!("{name}:")) || problem.starts_with(&format!("{name} ")) {
+                next.push(format!("  {problem}"));
+            } else {
+                next.push(format!("  {name}: {problem}"));
+            }
         }
     }
     if !next.is_empty() {

@@ -162,6 +162,7 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
     };
     let mut code = exit::OK;
     let mut totals = crate::sync::Plan::default();
+    let mut guard_refused = false;
     let mut per_resource = serde_json::Map::new();
     for (name, what) in &aside {
         if !json {
@@ -172,6 +173,7 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
     for (kind, result) in engine.plan().await {
         match result {
             Ok(p) => {
+                guard_refused |= p.guard_would_refuse;
                 if !json {
                     print_plan(kind.name(), &p);
                 }
@@ -214,7 +216,11 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
         totals.pull_remove.len(),
         totals.conflicts.len()
     );
-    if code == exit::OK && detailed_exitcode && (totals.has_changes() || !aside.is_empty()) {
+    // As the cycle would end: a change it would refuse or hold needs a person (65).
+    let needs_person = !totals.failed.is_empty() || guard_refused;
+    if code == exit::OK && detailed_exitcode && needs_person {
+        code = exit::DATA;
+    } else if code == exit::OK && detailed_exitcode && (totals.has_changes() || !aside.is_empty()) {
         code = PLAN_HAS_CHANGES;
     }
     if json {

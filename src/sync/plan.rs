@@ -239,6 +239,7 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
                  unless run with --allow-mass-delete"
             ));
             guarded.push(what);
+            plan.guard_would_refuse = true;
         }
     }
     // What the guard would hold is not what the cycle would do: listed as held, not counted.

@@ -86,7 +86,7 @@ pub async fn push(ctx: &ResourceCtx) -> Result<(PushStats, Outcome), SyncError> 
         let why = format!(
             "{delete_count} of {base_count} rows were deleted locally, more than sync.max_delete_fraction ({fraction}); \
              if that is intended, run `restsync sync --once --allow-mass-delete`; otherwise restore the rows \
-             (`restsync journal drop --all --resource {} --state failed --yes` restores them from their base snapshots)",
+             (`restsync journal drop --all --resource {} --held --yes` restores them from their base snapshots)",
             spec.table
         );
         let message = format!("{}: {why}", spec.table);

@@ -173,6 +173,9 @@ pub struct Plan {
     /// the base. The pushes are planned from these, as the cycle would journal them.
     #[serde(skip)]
     pub(crate) merged_rows: std::collections::HashMap<i64, MergedRow>,
+    /// A guard would refuse part of the cycle (the cycle would need a person).
+    #[serde(skip)]
+    pub guard_would_refuse: bool,
 }
 
 /// A local row as a walk's merge would leave it, and the record it was merged with.

@@ -1667,6 +1667,12 @@ async fn plan_names_the_guard_and_needs_no_database() {
         run.stdout
     );
     assert!(run.stdout.contains("0 to delete upstream"), "{}", run.stdout);
+    let detailed = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        detailed.code, 65,
+        "the guard would need a person: {}",
+        detailed.stdout
+    );
     // With --allow-mass-delete they would go: a real cycle agrees.
     let cycle = env.sync_once().await;
     assert_eq!(cycle.code, 65, "{}", cycle.stderr);
@@ -2355,7 +2361,8 @@ async fn plan_shows_values_a_summary_json_and_detailed_exit_codes() {
         "UPDATE phone_numbers SET description = 'planned again' WHERE id = {id}"
     ));
     let run = env.restsync(&["plan", "--detailed-exitcode"]).await;
-    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    // A failed change the cycle would not send needs a person: 65, as the cycle would end.
+    assert_eq!(run.code, 65, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout
             .contains("description: \"planned value\" -> \"planned again\""),
