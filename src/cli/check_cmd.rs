@@ -191,14 +191,28 @@ fn database_writable(path: &Path) -> Result<&'static str, String> {
             Err(e) => Err(format!("cannot be written: {e}")),
         };
     }
-    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    // The nearest directory that exists must take a file; check creates nothing itself.
+    let mut dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(d) => d.to_path_buf(),
         None => std::path::PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("its directory {} cannot be created: {e}", dir.display()))?;
+    let mut missing = false;
+    while !dir.exists() {
+        missing = true;
+        match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => dir = parent.to_path_buf(),
+            None => dir = std::path::PathBuf::from("."),
+        }
+    }
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
     let probe = dir.join(format!(".restsync-check-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| format!("no file can be created in {}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
-    Ok("does not exist yet; its directory is writable, the first sync creates it")
+    Ok(if missing {
+        "does not exist yet; the first sync creates it and its missing directories (the nearest existing one is writable)"
+    } else {
+        "does not exist yet; its directory is writable, the first sync creates it"
+    })
 }

@@ -8,7 +8,10 @@ use tracing_subscriber::EnvFilter;
 pub fn init(level: Option<&str>, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // restsync says itself which database it upgraded (the library's line names none,
+        // and would also speak of in-memory databases).
+        .add_directive("rusqlite_migration=warn".parse().unwrap_or_default());
     let terminal = std::io::stderr().is_terminal();
     // Progress bars only where a person watches text logs.
     if terminal && format == LogFormat::Text {

@@ -302,11 +302,15 @@ fn check_not_newer(conn: &Connection, path: &Path) -> Result<()> {
 /// Migrates to the latest schema and installs the change-tracking triggers.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     check_not_newer(conn, path)?;
-    let fresh = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? == 0;
+    let version = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
+    let fresh = version == 0;
     migrations().to_latest(conn).map_err(|e| StoreError::Migration {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    if !fresh && version < schema_version() as i64 {
+        tracing::info!(database = %path.display(), from = version, to = schema_version(), "database upgraded");
+    }
     let tables = mirror_tables(conn)?;
     let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
     tracking::install_triggers(conn, &tables).map_err(|e| e.at(path))?;

@@ -430,6 +430,20 @@ async fn check_tests_the_database_and_prints_the_next_walks() {
     }
     env.write_config("", "");
 
+    // A database in directories that do not exist yet: check says so and creates nothing.
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    let nested = env.dir.path().join("not/yet/mirror.db");
+    std::fs::write(
+        &env.config,
+        text.replace(&env.db_path.display().to_string(), &nested.display().to_string()),
+    )
+    .expect("config");
+    let run = env.restsync(&["check"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("does not exist yet"), "{}", run.stdout);
+    assert!(!env.dir.path().join("not").exists(), "check created directories");
+    std::fs::write(&env.config, text).expect("config");
+
     // The database's directory would have to live inside a regular file.
     let blocker = env.dir.path().join("not-a-dir");
     std::fs::write(&blocker, "x").expect("file");
