@@ -292,9 +292,10 @@ async fn a_burst_of_edits_is_pushed_in_one_pass() {
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
         if line.contains("addresses") && n > 0 {
+            // A push pass logs as one (a scheduled walk may take the burst too).
             assert!(
-                line.contains("push pass finished"),
-                "a push pass logs as one: {line}"
+                line.contains("push pass finished") || line.contains("cycle finished"),
+                "{line}"
             );
             assert_eq!(line.matches("resource=").count(), 1, "one resource field: {line}");
             pushed_by_pass.push(n);
