@@ -645,7 +645,7 @@ async fn a_push_pass_between_walks_keeps_upstream_changes_made_since_the_last_wa
         config.replace("schedule = \"*/2 * * * * *\"", "schedule = \"0 0 0 1 1 *\""),
     )
     .expect("write config");
-    let daemon = spawn_daemon(&env, metrics_port);
+    let mut daemon = spawn_daemon(&env, metrics_port);
     daemon.notified("READY=1", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ids = env.upstream_ids(Kind::PhoneNumbers);
@@ -684,6 +684,9 @@ async fn a_push_pass_between_walks_keeps_upstream_changes_made_since_the_last_wa
         "upstream's",
         "remote-wins: upstream's same-field edit stays"
     );
+    // No walk ran (the schedule is a year away): the pass logs as a push pass.
+    let line = daemon.logged("push pass finished", Duration::from_secs(5)).await;
+    assert!(line.contains("resource=phone_numbers"), "{line}");
     assert_eq!(daemon.stop().await, 0);
 }
 
