@@ -7,7 +7,7 @@ mod schedule;
 mod validate;
 
 pub use defaults::*;
-pub use schedule::parse_schedule;
+pub use schedule::{parse_schedule, Schedule};
 
 use crate::resources::{ResourceKind, UpstreamName};
 use std::collections::BTreeMap;
@@ -95,7 +95,7 @@ pub struct UpstreamSettings {
 #[derive(Debug, Clone)]
 pub struct ResourceSettings {
     pub kind: ResourceKind,
-    pub schedule: cron::Schedule,
+    pub schedule: Schedule,
     /// The schedule as written (five or six fields).
     pub schedule_text: String,
     /// Fixed list filters (a built-in's `user_id`, a definition's `filters`): the scope
@@ -105,7 +105,7 @@ pub struct ResourceSettings {
 
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
-    pub schedule: cron::Schedule,
+    pub schedule: Schedule,
     /// The schedule as written.
     pub schedule_text: String,
     /// The zone every schedule is read in (`0 0 9 * * *` is 09:00 there).

@@ -5,9 +5,45 @@
 
 use std::str::FromStr;
 
+/// When a schedule fires. Crontab runs a line whose day-of-month and day-of-week are both
+/// restricted on either day (`0 9 1 * 1`: the 1st, and every Monday); the cron crate wants
+/// both, so such a line is kept as two schedules whose times are merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    parts: Vec<cron::Schedule>,
+}
+
+impl Schedule {
+    /// The times strictly after `t`, in `t`'s zone, in order.
+    pub fn after<'a, Z: chrono::TimeZone + 'a>(
+        &'a self,
+        t: &chrono::DateTime<Z>,
+    ) -> impl Iterator<Item = chrono::DateTime<Z>> + 'a {
+        let mut streams: Vec<_> = self.parts.iter().map(|p| p.after(t).peekable()).collect();
+        std::iter::from_fn(move || {
+            let next = streams.iter_mut().filter_map(|s| s.peek().cloned()).min()?;
+            for s in streams.iter_mut() {
+                while s.peek() == Some(&next) {
+                    s.next();
+                }
+            }
+            Some(next)
+        })
+    }
+
+    /// The times from now on, in `zone`.
+    pub fn upcoming<'a, Z: chrono::TimeZone + 'a>(
+        &'a self,
+        zone: Z,
+    ) -> impl Iterator<Item = chrono::DateTime<Z>> + 'a {
+        let now = chrono::Utc::now().with_timezone(&zone);
+        self.after(&now)
+    }
+}
+
 /// Parses a cron schedule with seconds (six or seven fields, the seventh a year) or an
 /// ordinary five-field crontab line, which runs at second 0.
-pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
+pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
     let mut fields: Vec<String> = s.split_whitespace().map(str::to_string).collect();
     if fields.len() == 5 {
         fields.insert(0, "0".into());
@@ -15,8 +51,21 @@ pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
     if let Some(dow) = fields.get_mut(5) {
         *dow = crontab_day_of_week(dow).ok_or_else(|| format!("{s:?}: bad day-of-week field"))?;
     }
-    let expr = fields.join(" ");
-    cron::Schedule::from_str(&expr).map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
+    let parse = |fields: &[String]| {
+        cron::Schedule::from_str(&fields.join(" "))
+            .map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
+    };
+    let restricted = |f: Option<&String>| f.is_some_and(|f| f != "*" && f != "?");
+    let parts = if restricted(fields.get(3)) && restricted(fields.get(5)) {
+        // Either day, as crontab reads it.
+        let (mut by_date, mut by_weekday) = (fields.clone(), fields.clone());
+        by_date[5] = "*".into();
+        by_weekday[3] = "*".into();
+        vec![parse(&by_date)?, parse(&by_weekday)?]
+    } else {
+        vec![parse(&fields)?]
+    };
+    Ok(Schedule { parts })
 }
 
 /// Crontab numbers days 0-7 from Sunday (0 and 7 both Sunday); the cron crate numbers

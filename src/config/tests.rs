@@ -983,3 +983,42 @@ fn unknown_keys_type_errors_and_bad_values_are_reported_together() {
         "a bad value is not also reported as missing or out of range: {p:#?}"
     );
 }
+
+/// Crontab runs a line whose day-of-month and weekday are both set on either day: the 1st
+/// of the month, and every Monday. Six fields read the same.
+#[test]
+fn day_of_month_and_weekday_together_mean_either_day_as_in_crontab() {
+    use chrono::{Datelike, TimeZone};
+    let start = chrono_tz::Asia::Taipei
+        .with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
+        .unwrap();
+    for line in ["0 9 1 * 1", "0 0 9 1 * MON"] {
+        let schedule = parse_schedule(line).unwrap();
+        let days: Vec<(u32, u32, chrono::Weekday)> = schedule
+            .after(&start)
+            .take(6)
+            .map(|t| (t.month(), t.day(), t.weekday()))
+            .collect();
+        // Tue 1 Dec 2026, then every Monday, then 1 Jan 2027 (a Friday).
+        assert_eq!(
+            days,
+            vec![
+                (12, 1, chrono::Weekday::Tue),
+                (12, 7, chrono::Weekday::Mon),
+                (12, 14, chrono::Weekday::Mon),
+                (12, 21, chrono::Weekday::Mon),
+                (12, 28, chrono::Weekday::Mon),
+                (1, 1, chrono::Weekday::Fri),
+            ],
+            "{line}"
+        );
+    }
+    // Only one of them restricted: as before.
+    let mondays: Vec<chrono::Weekday> = parse_schedule("0 9 * * 1")
+        .unwrap()
+        .after(&start)
+        .take(3)
+        .map(|t| t.weekday())
+        .collect();
+    assert_eq!(mondays, vec![chrono::Weekday::Mon; 3]);
+}

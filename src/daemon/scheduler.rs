@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Job {
     pub engine: Arc<Engine>,
     pub kind: ResourceKind,
-    pub schedule: cron::Schedule,
+    pub schedule: crate::config::Schedule,
     /// The zone the schedule is read in (`sync.time_zone`).
     pub time_zone: chrono_tz::Tz,
     pub changes: broadcast::Receiver<()>,
@@ -40,7 +40,7 @@ const LATE_WALK: Duration = Duration::from_secs(1);
 
 /// The first tick of `schedule`, read in `zone`, strictly after `t` (an hour on, for a
 /// schedule that never fires again).
-fn tick_after(schedule: &cron::Schedule, zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateTime<Utc> {
+fn tick_after(schedule: &crate::config::Schedule, zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateTime<Utc> {
     schedule
         .after(&t.with_timezone(&zone))
         .next()
