@@ -28,7 +28,9 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     let mut stats = PullStats::default();
     let mut plan = Plan::default();
     let walk = run_walk(ctx, true, &mut stats, Some(&mut plan)).await?;
-    let candidates = ctx.db.call(move |s| mirror::unseen_base(s.conn(), spec)).await?;
+    // As the cycle counts them: records outside the scope are never listed, so their
+    // absence proves nothing and they are not removed.
+    let candidates = super::pull::in_scope_unseen(ctx).await?;
     // Records a complete walk did not see are gone upstream: a local edit of one is a
     // conflict the removal settles, not an update to send.
     let gone: std::collections::HashSet<i64> = if walk.consistent() {

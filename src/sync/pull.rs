@@ -120,7 +120,7 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
 
 /// Base records the walk did not list, except those outside the resource's scope (the
 /// fixed list filters never list them, so their absence proves nothing).
-async fn in_scope_unseen(ctx: &ResourceCtx) -> Result<Vec<i64>, SyncError> {
+pub(super) async fn in_scope_unseen(ctx: &ResourceCtx) -> Result<Vec<i64>, SyncError> {
     let spec = ctx.api.spec;
     let scope: Vec<(&'static str, String)> = ctx.api.scope().to_vec();
     Ok(ctx

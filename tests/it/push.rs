@@ -2638,3 +2638,37 @@ async fn plan_shows_id_edits_as_refused_like_the_cycle() {
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert_eq!(writes(&env), before, "the cycle sends nothing either");
 }
+
+/// A scope filter added after a pull: the rows outside it are not removed by the cycle
+/// (the filtered list never shows them), and plan neither lists them as removals nor warns
+/// of a mass removal.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_cycle_agree_on_rows_outside_a_new_scope() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let before = env.count("SELECT count(*) FROM smart_numbers");
+    let user: i64 = env
+        .db()
+        .query_row(
+            "SELECT user_id FROM smart_numbers GROUP BY user_id ORDER BY count(*) DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a user");
+    env.write_config("", &format!("[resources.smart_numbers]\nuser_id = {user}\n"));
+    let plan = env.restsync(&["plan", "--json", "--detailed-exitcode"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    let smart = &doc["resources"]["smart_numbers"];
+    assert_eq!(smart["pull_remove"], json!([]), "{doc}");
+    assert!(
+        !smart["notes"].to_string().contains("max_delete_fraction"),
+        "{doc}"
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM smart_numbers"),
+        before,
+        "nothing removed"
+    );
+}
