@@ -148,8 +148,8 @@ fn definitions(settings: &Settings) -> Result<(), String> {
         match change {
             Change::None => {}
             Change::Create => outln!("{}: its mirror tables are created on the next start", kind.name()),
-            Change::Widen { existing } => {
-                let added: Vec<&str> = kind.spec().columns[existing..].iter().map(|c| c.name).collect();
+            Change::Widen { .. } => {
+                let added = change.added(kind);
                 outln!(
                     "{}: columns {} are added on the next start (filled from the stored records)",
                     kind.name(),

@@ -215,8 +215,8 @@ fn definition_notes(
         let what = match change {
             Change::None => continue,
             Change::Create => "defined, but its tables are created by the next sync".to_string(),
-            Change::Widen { existing } => {
-                let added: Vec<&str> = kind.spec().columns[existing..].iter().map(|c| c.name).collect();
+            Change::Widen { .. } => {
+                let added = change.added(kind);
                 format!(
                     "its definition adds column(s) {}; the next sync adds them",
                     added.join(", ")

@@ -137,8 +137,8 @@ fn set_aside_definition_changes(settings: &mut Settings) -> Result<Vec<(String, 
         let what = match change {
             Change::None => continue,
             Change::Create => "new: the next sync creates its tables and pulls every record".to_string(),
-            Change::Widen { existing } => {
-                let added: Vec<&str> = kind.spec().columns[existing..].iter().map(|c| c.name).collect();
+            Change::Widen { .. } => {
+                let added = change.added(kind);
                 format!(
                     "the next sync adds column(s) {} (filled from the stored records); plan shows it after that",
                     added.join(", ")

@@ -116,6 +116,16 @@ pub enum Change {
     Widen { existing: usize },
 }
 
+impl Change {
+    /// The columns a widening adds (none otherwise).
+    pub fn added(&self, kind: ResourceKind) -> Vec<&'static str> {
+        match self {
+            Change::Widen { existing } => kind.spec().columns[*existing..].iter().map(|c| c.name).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What start-up would do to the tables of each defined resource of `kinds`, without
 /// doing it: the refusal a definition would meet, or the changes. Used by `restsync check`.
 pub fn preview(conn: &Connection, kinds: &[ResourceKind]) -> Result<Vec<(ResourceKind, Change)>> {

@@ -50,8 +50,10 @@ fn only(definition: &str) -> String {
 fn define(definition: &str, name: &str) -> ResourceKind {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("defs.toml");
-    let text =
-        format!("[upstreams.firstline]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\n{definition}");
+    let text = format!(
+        "[upstreams.firstline]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\n\
+         [upstreams.plusofon]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nclient = \"1\"\n{definition}"
+    );
     std::fs::write(&path, text).unwrap();
     restsync::config::load_with_env(&path, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
     ResourceKind::from_name(name).expect("defined")
@@ -390,12 +392,7 @@ name = "weight"
 type = "real"
 writable = true
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("defs.toml");
-    let text = format!("[upstreams.plusofon]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nclient = \"1\"\n{definition}");
-    std::fs::write(&path, text).unwrap();
-    restsync::config::load_with_env(&path, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
-    let kind = ResourceKind::from_name("routes").unwrap();
+    let kind = define(definition, "routes");
     let env = Env::start_with(SandboxOptions {
         records: 40,
         defined: vec![kind],
@@ -654,12 +651,7 @@ name = "name"
 type = "text"
 writable = true
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("defs.toml");
-    let text = format!("[upstreams.plusofon]\nbase_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nclient = \"1\"\n{definition}");
-    std::fs::write(&path, text).unwrap();
-    restsync::config::load_with_env(&path, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
-    let kind = ResourceKind::from_name("routes_lag").unwrap();
+    let kind = define(definition, "routes_lag");
     let env = Env::start_with(SandboxOptions {
         records: 3,
         defined: vec![kind],
