@@ -1,6 +1,7 @@
 //! `restsync plan`: a cycle's walk and merge without writing, then the pushes it would send.
 
 use super::enqueue::journal_values;
+use super::removal::{confirm_absent, confirmable_by_get};
 use super::report::{MergedRow, Plan, PullStats};
 use super::walk::run_walk;
 use super::{ResourceCtx, SyncError};
@@ -31,23 +32,69 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
     // As the cycle counts them: records outside the scope are never listed, so their
     // absence proves nothing and they are not removed.
     let candidates = super::pull::in_scope_unseen(ctx).await?;
-    // Records a complete walk did not see are gone upstream: a local edit of one is a
-    // conflict the removal settles, not an update to send.
-    let gone: std::collections::HashSet<i64> = if walk.consistent() {
-        candidates.iter().copied().collect()
-    } else {
-        Default::default()
-    };
-    if walk.consistent() {
-        plan.pull_remove = candidates
-            .iter()
-            .map(|id| format!("id {id}: gone upstream"))
-            .collect();
+    // Records missing from the walk are gone upstream only once confirmed as the cycle
+    // confirms them (GET, or a second walk): a list that lost records while upstream still
+    // holds them must not read as removals, nor an edit of one as a conflict.
+    let mut gone = std::collections::HashSet::new();
+    let mut removals = 0;
+    if !candidates.is_empty() && (walk.consistent() || confirmable_by_get(ctx, candidates.len())) {
+        let asked = candidates.len();
+        let (confirmed, still_there) = confirm_absent(ctx, candidates, &mut stats, true).await?;
+        if still_there > 0 && walk.consistent() {
+            plan.notes.push(format!(
+                "upstream anomaly: {asked} record(s) missing from the list, but {still_there} of them still exist                  upstream; a cycle would remove nothing and check again"
+            ));
+        } else {
+            // Counted as the cycle counts them: a row deleted here too, or kept by
+            // local-wins because it was edited, is not removed from the mirror.
+            let policy = ctx.settings.sync.on_conflict;
+            let ids = confirmed.clone();
+            let removed = ctx
+                .db
+                .call(move |s| {
+                    let mut removed = Vec::new();
+                    for id in ids {
+                        let Some(base) = mirror::base_by_id(s.conn(), spec, id)? else {
+                            continue;
+                        };
+                        let local = mirror::mirror_by_id(s.conn(), spec, id)?;
+                        let merged = super::merge::merge_absent(spec, policy, &base, local.as_ref());
+                        if matches!(merged.mirror, super::merge::MirrorAction::Delete { .. }) {
+                            removed.push(id);
+                        }
+                    }
+                    Ok(removed)
+                })
+                .await?;
+            plan.pull_remove = removed
+                .iter()
+                .map(|id| format!("id {id}: gone upstream"))
+                .collect();
+            removals = confirmed.len();
+            gone = confirmed.into_iter().collect();
+        }
     } else if !candidates.is_empty() {
         plan.notes.push(format!(
             "upstream changed during the walk; {} record(s) not seen would be confirmed before removal",
             candidates.len()
         ));
+    }
+    // Say where a real cycle's guards would stop. Removals the guard holds do not happen:
+    // the records stay, so local edits and deletes of them are pushed as usual.
+    let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as f64;
+    let fraction = ctx.settings.sync.max_delete_fraction;
+    let guarded = |n: usize| n > 0 && n as f64 > fraction * base && !ctx.opts.allow_mass_delete;
+    let guard_note = |n: usize, what: &str| {
+        format!(
+            "the {n} {what} exceed sync.max_delete_fraction ({fraction}) of {base} rows: a cycle would refuse them \
+             unless run with --allow-mass-delete"
+        )
+    };
+    if guarded(removals) {
+        plan.notes.push(guard_note(removals, "removals from the mirror"));
+        plan.guard_would_refuse = true;
+        plan.pull_remove.clear();
+        gone.clear();
     }
     let scope = ctx.api.scope().to_vec();
     let scope_for_db = scope.clone();
@@ -227,32 +274,15 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             None => plan.push_delete.push(what),
         }
     }
-    // Say where a real cycle's guards would stop.
-    let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as f64;
-    let fraction = ctx.settings.sync.max_delete_fraction;
-    let mut guarded = Vec::new();
-    for (what, n) in [
-        ("removals from the mirror", plan.pull_remove.len()),
-        ("deletes upstream", plan.push_delete.len()),
-    ] {
-        if n > 0 && n as f64 > fraction * base && !ctx.opts.allow_mass_delete {
-            plan.notes.push(format!(
-                "the {n} {what} exceed sync.max_delete_fraction ({fraction}) of {base} rows: a cycle would refuse them \
-                 unless run with --allow-mass-delete"
-            ));
-            guarded.push(what);
-            plan.guard_would_refuse = true;
-        }
-    }
     // What the guard would hold is not what the cycle would do: listed as held, not counted.
-    if guarded.contains(&"deletes upstream") {
+    if guarded(plan.push_delete.len()) {
+        plan.notes
+            .push(guard_note(plan.push_delete.len(), "deletes upstream"));
+        plan.guard_would_refuse = true;
         for d in std::mem::take(&mut plan.push_delete) {
             plan.failed
                 .push(format!("{d}: would be held by the mass-delete guard"));
         }
-    }
-    if guarded.contains(&"removals from the mirror") {
-        plan.pull_remove.clear();
     }
     Ok(plan)
 }

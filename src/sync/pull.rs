@@ -2,7 +2,7 @@
 //! after a walk is verified complete and the absences are confirmed, remove what upstream
 //! no longer holds.
 
-use super::removal::{apply_removals, confirm_absent, guard_removals, CONFIRM_BY_GET_MAX};
+use super::removal::{apply_removals, confirm_absent, confirmable_by_get, guard_removals};
 use super::report::PullStats;
 use super::walk::run_walk;
 use super::{ResourceCtx, SyncError};
@@ -28,7 +28,7 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
     // A GET settles a few absences whatever the walks saw; only beyond that (or without a
     // GET endpoint) does a removal need a walk that listed everything. Walking again first
     // still pays: it brings in what the churn hid from this walk.
-    let by_get = |n: usize| ctx.api.can_get() && n <= CONFIRM_BY_GET_MAX;
+    let by_get = |n: usize| confirmable_by_get(ctx, n);
     while !walk.consistent() && !candidates.is_empty() && stats.walks < MAX_WALKS {
         tracing::info!(
             resource,
@@ -70,7 +70,7 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
         )));
     }
 
-    let (confirmed, still_there) = confirm_absent(ctx, candidates.clone(), &mut stats).await?;
+    let (confirmed, still_there) = confirm_absent(ctx, candidates.clone(), &mut stats, false).await?;
     // A walk that claimed to be complete, contradicted by GET: the list is broken. (After a
     // churning walk, records it missed are expected to still be there.)
     if still_there > 0 && walk.consistent() {

@@ -5,7 +5,7 @@ use super::merge::{self, MirrorAction};
 use super::report::PullStats;
 use super::{ResourceCtx, SyncError};
 use crate::config::ConflictPolicy;
-use crate::resources::{ResourceSpec, UpstreamName};
+use crate::resources::ResourceSpec;
 use crate::store::{mirror, Store, StoreError};
 
 use super::apply::{apply_mirror_action, record_conflicts};
@@ -15,17 +15,19 @@ pub(super) const CONFIRM_BY_GET_MAX: usize = 50;
 
 /// Confirms that records missing from a walk are really gone: by GET when there are few
 /// and the API has one, else by a second complete walk. Returns the confirmed ids and how
-/// many of the candidates turned out to still exist (an anomaly of upstream's list).
+/// many of the candidates turned out to still exist (an anomaly of upstream's list). A
+/// `dry` confirmation (plan) reads upstream the same way and writes nothing.
 pub(super) async fn confirm_absent(
     ctx: &ResourceCtx,
     candidates: Vec<i64>,
     stats: &mut PullStats,
+    dry: bool,
 ) -> Result<(Vec<i64>, usize), SyncError> {
     if candidates.is_empty() {
         return Ok((candidates, 0));
     }
     let spec = ctx.api.spec;
-    if spec.upstream == UpstreamName::Firstline && candidates.len() <= CONFIRM_BY_GET_MAX {
+    if confirmable_by_get(ctx, candidates.len()) {
         let mut gone = Vec::new();
         let asked = candidates.len();
         for id in candidates {
@@ -38,7 +40,7 @@ pub(super) async fn confirm_absent(
         let still_there = asked - gone.len();
         return Ok((gone, still_there));
     }
-    let walk = run_walk(ctx, false, stats, None).await?;
+    let walk = run_walk(ctx, dry, stats, None).await?;
     if !walk.consistent() {
         return Err(SyncError::Postponed(format!(
             "{}: {} record(s) were missing from a walk but upstream changed during the confirming walk; removals postponed",
@@ -57,6 +59,11 @@ pub(super) async fn confirm_absent(
         candidates.into_iter().filter(|id| unseen.contains(id)).collect(),
         0,
     ))
+}
+
+/// Whether `n` absences are settled one GET at a time (else only a complete walk can).
+pub(super) fn confirmable_by_get(ctx: &ResourceCtx, n: usize) -> bool {
+    ctx.api.can_get() && n <= CONFIRM_BY_GET_MAX
 }
 
 pub(super) async fn guard_removals(ctx: &ResourceCtx, removals: usize) -> Result<(), SyncError> {

@@ -2672,3 +2672,99 @@ async fn plan_and_cycle_agree_on_rows_outside_a_new_scope() {
         "nothing removed"
     );
 }
+
+/// Counts of one resource's plan and of the cycle that follows it.
+fn plan_counts(doc: &Value, resource: &str) -> [usize; 5] {
+    let r = &doc["resources"][resource];
+    [
+        "push_create",
+        "push_update",
+        "push_delete",
+        "pull_remove",
+        "conflicts",
+    ]
+    .map(|k| r[k].as_array().map_or(usize::MAX, Vec::len))
+}
+
+fn cycle_counts(report: &Value, resource: &str) -> [u64; 5] {
+    let r = report["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["resource"] == resource))
+        .cloned()
+        .unwrap_or_default();
+    let n = |v: &Value| v.as_u64().unwrap_or(u64::MAX);
+    [
+        n(&r["pushed"]["created"]),
+        n(&r["pushed"]["updated"]),
+        n(&r["pushed"]["deleted"]),
+        n(&r["pulled"]["removed"]),
+        n(&r["pulled"]["conflicts"]),
+    ]
+}
+
+/// A list that answers 200 with nothing (an outage upstream) is seen through by plan as by
+/// the cycle: nothing is removed (GET still finds the records, or the guard holds the mass
+/// removal), and the local edit and delete are listed as the pushes the cycle then sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_during_an_empty_list_outage_lists_what_the_cycle_sends() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let phone = env.upstream_ids(Kind::PhoneNumbers)[2];
+    let smart = env.upstream_ids(Kind::SmartNumbers)[3];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'during the outage' WHERE id = {phone};
+         DELETE FROM smart_numbers WHERE id = {smart};"
+    ));
+    env.control.set_faults(Faults {
+        empty_outage: true,
+        ..Faults::default()
+    });
+    let plan = env.restsync(&["plan", "--json"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan_counts(&doc, "phone_numbers"), [0, 1, 0, 0, 0], "{doc}");
+    assert_eq!(plan_counts(&doc, "smart_numbers"), [0, 0, 1, 0, 0], "{doc}");
+    let notes = doc["resources"]["phone_numbers"]["notes"].to_string();
+    assert!(notes.contains("upstream anomaly"), "{notes}");
+    let notes = doc["resources"]["smart_numbers"]["notes"].to_string();
+    assert!(notes.contains("max_delete_fraction"), "{notes}");
+
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    let pushed = |r: &str| cycle_counts(&report, r)[..3].to_vec();
+    assert_eq!(pushed("phone_numbers"), [0, 1, 0], "{report}");
+    assert_eq!(pushed("smart_numbers"), [0, 0, 1], "{report}");
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, phone).expect("phone")["description"],
+        "during the outage"
+    );
+}
+
+/// local-wins: a record deleted upstream and edited here is created again, not removed;
+/// plan counts it once, as the create the cycle sends, and the conflict.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_counts_a_local_wins_recreate_once() {
+    let env = Env::start(10).await;
+    env.write_config("on_conflict = \"local-wins\"", "");
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (edited, untouched) = (ids[1], ids[2]);
+    for id in [edited, untouched] {
+        env.control.delete(Kind::PhoneNumbers, id);
+    }
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'keep me' WHERE id = {edited}"
+    ));
+    let plan = env.restsync(&["plan", "--json"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan_counts(&doc, "phone_numbers"), [1, 0, 0, 1, 1], "{doc}");
+    let removed = doc["resources"]["phone_numbers"]["pull_remove"].to_string();
+    assert!(removed.contains(&format!("id {untouched}")), "{removed}");
+
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    assert_eq!(
+        cycle_counts(&report, "phone_numbers"),
+        [1, 0, 0, 1, 1],
+        "{report}"
+    );
+}
