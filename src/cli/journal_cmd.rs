@@ -179,11 +179,33 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
             entry.local_id.unwrap_or(0),
             kind
         ),
-        Op::Update | Op::Delete => format!(
-            "restore {} row with id {} from its base snapshot (the last state known upstream)",
-            kind,
-            entry.upstream_id.unwrap_or(0)
-        ),
+        Op::Update | Op::Delete => {
+            let id = entry.upstream_id.unwrap_or(0);
+            let spec = kind.spec();
+            let edit = match mirror::base_by_id(store.conn(), spec, id)? {
+                Some(base) => mirror::id_edit(store.conn(), spec, &base)?,
+                None => None,
+            };
+            match edit {
+                // Restoring the record would take its id from a row that now holds it for
+                // another record: only the person knows which row is which.
+                Some(mirror::IdEdit::TakenOver { local_id, other, .. }) => {
+                    eprintln!(
+                        "restsync: journal entry {seq}: the row that held {kind} id {id} (local_id {local_id}) now holds \
+                         id {other}, another record's; dropping cannot tell which record that row is. Put the ids right \
+                         by hand as the entry's error says (`restsync status`); the fix supersedes the entry"
+                    );
+                    return Ok(exit::DATA);
+                }
+                Some(mirror::IdEdit::Edited { local_id, .. }) => format!(
+                    "give {kind} local_id {local_id} its id {id} back and restore its values from the base snapshot \
+                     (the last state known upstream)"
+                ),
+                None => format!(
+                    "restore {kind} row with id {id} from its base snapshot (the last state known upstream)"
+                ),
+            }
+        }
     };
     if !yes {
         if !std::io::stdin().is_terminal() {

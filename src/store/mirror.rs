@@ -499,13 +499,70 @@ pub fn is_mapped(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<bool
 }
 
 /// Puts a record's mirror row back to its base snapshot (re-inserting it if deleted).
+/// How the row that held a record had its `id` edited by hand, if it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdEdit {
+    /// The row's id was typed over (with a value no other row's record has) or cleared
+    /// with nothing else changed: the same row, its id edited.
+    Edited { local_id: i64, now: Option<i64> },
+    /// The row now holds `other`, the record of row `owner`, which is gone from the mirror:
+    /// this row's id was changed to it, or row `owner` was moved onto this one.
+    TakenOver { local_id: i64, other: i64, owner: i64 },
+}
+
+/// Whether the record `base` names lost its row to an id edit: the row it was mirrored
+/// in is still there under another id (or none). A row whose id was cleared together
+/// with other changes counts as a new row that reused the local_id, not an edit.
+pub fn id_edit(conn: &Connection, spec: &ResourceSpec, base: &BaseRow) -> Result<Option<IdEdit>> {
+    let Some(local_id) = base.local_id else {
+        return Ok(None);
+    };
+    let Some(row) = mirror_by_local_id(conn, spec, local_id)? else {
+        return Ok(None);
+    };
+    if row.id == Some(base.id) {
+        return Ok(None);
+    }
+    if let Some(other) = row.id {
+        if let Some(owner) = base_by_id(conn, spec, other)?
+            .and_then(|o| o.local_id)
+            .filter(|&owner| owner != local_id)
+        {
+            return Ok(Some(IdEdit::TakenOver {
+                local_id,
+                other,
+                owner,
+            }));
+        }
+        return Ok(Some(IdEdit::Edited {
+            local_id,
+            now: row.id,
+        }));
+    }
+    Ok(spec
+        .changed_writable(&row.values, &base.values)
+        .is_empty()
+        .then_some(IdEdit::Edited { local_id, now: None }))
+}
+
+/// Puts a record's row back as upstream last had it (giving up a local edit or delete).
+/// A row whose id was edited by hand gets its id back in place, so no second row (and no
+/// create of a copy) appears; a row gone from the mirror is inserted again.
 pub fn restore_from_base(conn: &Connection, spec: &ResourceSpec, id: i64) -> Result<()> {
     let Some(base) = base_by_id(conn, spec, id)? else {
         return Ok(());
     };
-    match mirror_by_id(conn, spec, id)? {
-        Some(row) => update_mirror(conn, spec, row.local_id, &base.values)?,
-        None => {
+    let edited = match id_edit(conn, spec, &base)? {
+        Some(IdEdit::Edited { local_id, .. }) => Some(local_id),
+        _ => None,
+    };
+    match (mirror_by_id(conn, spec, id)?, edited) {
+        (Some(row), _) => update_mirror(conn, spec, row.local_id, &base.values)?,
+        (None, Some(local_id)) => {
+            set_mirror_id(conn, spec, local_id, Some(id))?;
+            update_mirror(conn, spec, local_id, &base.values)?;
+        }
+        (None, None) => {
             // The base follows the row's new local_id, so the row is not later taken for
             // another row's record.
             let local_id = insert_mirror(conn, spec, Some(id), &base.values)?;

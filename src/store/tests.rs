@@ -356,6 +356,74 @@ fn restore_from_base_and_is_mapped() {
         .unwrap();
 }
 
+/// A row whose id was edited by hand gets its id back in place: restoring never leaves a
+/// second row behind (the edited one would then be created upstream as a copy). A row
+/// whose id was cleared along with its values is a new row: the record comes back beside it.
+#[test]
+fn restore_from_base_puts_an_edited_id_back_in_place() {
+    let (_dir, mut store) = open_temp();
+    let spec = phones();
+    store
+        .write(|tx| {
+            let cleared = mirror::insert_mirror(tx, spec, None, &phone("1", Some("base"), 1))?;
+            mirror::upsert_base(tx, spec, 1, Some(cleared), &phone("1", Some("base"), 1), "{}", 1)?;
+            let typed = mirror::insert_mirror(tx, spec, Some(77), &phone("2", Some("mine"), 1))?;
+            mirror::upsert_base(tx, spec, 2, Some(typed), &phone("2", Some("base"), 1), "{}", 2)?;
+            let reused = mirror::insert_mirror(tx, spec, None, &phone("new", None, 1))?;
+            mirror::upsert_base(tx, spec, 3, Some(reused), &phone("3", None, 1), "{}", 3)?;
+            let base = |id| mirror::base_by_id(tx, spec, id).map(Option::unwrap);
+            assert_eq!(
+                mirror::id_edit(tx, spec, &base(1)?)?,
+                Some(mirror::IdEdit::Edited {
+                    local_id: cleared,
+                    now: None
+                })
+            );
+            assert_eq!(
+                mirror::id_edit(tx, spec, &base(2)?)?,
+                Some(mirror::IdEdit::Edited {
+                    local_id: typed,
+                    now: Some(77)
+                })
+            );
+            assert_eq!(mirror::id_edit(tx, spec, &base(3)?)?, None);
+
+            for id in [1, 2, 3] {
+                mirror::restore_from_base(tx, spec, id)?;
+            }
+            assert_eq!(
+                mirror::count_mirror(tx, spec)?,
+                4,
+                "only the reused row gained a neighbour"
+            );
+            let row = mirror::mirror_by_local_id(tx, spec, cleared)?.unwrap();
+            assert_eq!((row.id, row.values), (Some(1), phone("1", Some("base"), 1)));
+            let row = mirror::mirror_by_local_id(tx, spec, typed)?.unwrap();
+            assert_eq!((row.id, row.values), (Some(2), phone("2", Some("base"), 1)));
+            assert_eq!(mirror::mirror_by_local_id(tx, spec, reused)?.unwrap().id, None);
+            assert_eq!(
+                mirror::mirror_by_id(tx, spec, 3)?.unwrap().values,
+                phone("3", None, 1)
+            );
+
+            // A row that now holds another record's id, whose own row is gone, is taken over.
+            let a = mirror::mirror_by_id(tx, spec, 1)?.unwrap().local_id;
+            let b = mirror::mirror_by_id(tx, spec, 2)?.unwrap().local_id;
+            mirror::delete_mirror(tx, spec, b)?;
+            mirror::set_mirror_id(tx, spec, a, Some(2))?;
+            assert_eq!(
+                mirror::id_edit(tx, spec, &base(1)?)?,
+                Some(mirror::IdEdit::TakenOver {
+                    local_id: a,
+                    other: 2,
+                    owner: b
+                })
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn walk_tracks_seen_ids_repeats_and_unseen_bases() {
     let (_dir, mut store) = open_temp();

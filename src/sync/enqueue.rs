@@ -3,6 +3,7 @@
 
 use crate::resources::{describe_value, ResourceSpec};
 use crate::store::journal::{self, Entry, Event, NewEntry, Op, Stage};
+use crate::store::mirror::IdEdit;
 use crate::store::tracking::{self, Mark};
 use crate::store::{mirror, Store, StoreError};
 use rusqlite::types::Value;
@@ -219,51 +220,44 @@ pub(super) fn desired_changes(
     // plus a row of unknown origin. `id` is upstream's: nothing is pushed for it.
     let mut id_edited: HashMap<i64, String> = HashMap::new();
     for b in &changes.deletes {
-        let Some(local_id) = b.local_id else { continue };
-        let Some(row) = mirror::mirror_by_local_id(tx, spec, local_id)? else {
-            continue;
-        };
-        // A new id typed in is an id edit whatever else changed; a cleared id with other
-        // changes may be a new row that reused the deleted row's local_id.
-        let id_typed_in = row.id.is_some_and(|id| id != b.id);
-        let id_cleared_only = row.id.is_none() && spec.changed_writable(&row.values, &b.values).is_empty();
-        // The row now holds another known record whose own row is gone: either this row's
-        // id was changed to it, or that row was moved onto this one (an OR REPLACE does
-        // either). The mirror cannot tell which; guessing would overwrite or delete the
-        // wrong record upstream.
-        let taken_over = match row.id {
-            Some(other) if other != b.id => mirror::base_by_id(tx, spec, other)?
-                .and_then(|o| o.local_id)
-                .filter(|&owner| owner != local_id)
-                .map(|owner| (other, owner)),
-            _ => None,
-        };
-        if let Some((other, owner)) = taken_over {
-            let t = spec.table;
-            id_edited.insert(
+        match mirror::id_edit(tx, spec, b)? {
+            // The row now holds another known record whose own row is gone: either this
+            // row's id was changed to it, or that row was moved onto this one (an OR
+            // REPLACE does either). The mirror cannot tell which; guessing would overwrite
+            // or delete the wrong record upstream.
+            Some(IdEdit::TakenOver {
                 local_id,
-                format!(
-                    "{t} local_id {local_id}: now holds id {other}, the record of local_id {owner} (no longer in the mirror), \
-                     and record {x}'s row is gone: restsync cannot tell whether this row's id was changed or row {owner} was \
-                     moved onto it (an OR REPLACE does either); nothing was pushed for ids {x} and {other}. If this row is \
-                     record {x}: UPDATE {t} SET id = {x} WHERE local_id = {local_id} (record {x} then takes this row's \
-                     values and record {other} is deleted upstream). If it is record {other} moved here: UPDATE {t} SET \
-                     local_id = (SELECT max(local_id) + 1 FROM {t}) WHERE local_id = {local_id} (record {other} then takes \
-                     this row's values and record {x} is deleted upstream). Check the row's values first",
-                    x = b.id
-                ),
-            );
-        } else if id_typed_in || id_cleared_only {
-            let now = row.id.map_or("NULL".to_string(), |i| i.to_string());
-            id_edited.insert(
-                local_id,
-                format!(
-                    "{} local_id {local_id}: id was changed from {} to {now} locally, but id is upstream's and cannot \
-                     be changed; nothing was pushed. Set it back (UPDATE {} SET id = {} WHERE local_id = {local_id}); \
-                     to replace the record, delete the row and insert a new one",
-                    spec.table, b.id, spec.table, b.id
-                ),
-            );
+                other,
+                owner,
+            }) => {
+                let t = spec.table;
+                id_edited.insert(
+                    local_id,
+                    format!(
+                        "{t} local_id {local_id}: now holds id {other}, the record of local_id {owner} (no longer in the mirror), \
+                         and record {x}'s row is gone: restsync cannot tell whether this row's id was changed or row {owner} was \
+                         moved onto it (an OR REPLACE does either); nothing was pushed for ids {x} and {other}. If this row is \
+                         record {x}: UPDATE {t} SET id = {x} WHERE local_id = {local_id} (record {x} then takes this row's \
+                         values and record {other} is deleted upstream). If it is record {other} moved here: UPDATE {t} SET \
+                         local_id = (SELECT max(local_id) + 1 FROM {t}) WHERE local_id = {local_id} (record {other} then takes \
+                         this row's values and record {x} is deleted upstream). Check the row's values first",
+                        x = b.id
+                    ),
+                );
+            }
+            Some(IdEdit::Edited { local_id, now }) => {
+                let now = now.map_or("NULL".to_string(), |i| i.to_string());
+                id_edited.insert(
+                    local_id,
+                    format!(
+                        "{} local_id {local_id}: id was changed from {} to {now} locally, but id is upstream's and cannot \
+                         be changed; nothing was pushed. Set it back (UPDATE {} SET id = {} WHERE local_id = {local_id}); \
+                         to replace the record, delete the row and insert a new one",
+                        spec.table, b.id, spec.table, b.id
+                    ),
+                );
+            }
+            None => {}
         }
     }
     let mut desired: Vec<Desired> = Vec::new();

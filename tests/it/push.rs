@@ -2125,6 +2125,63 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
     env.assert_converged();
 }
 
+/// The way out status offers for a refused id edit (`journal drop`) gives the row its id
+/// back in place: no copy of the record appears beside it, so nothing is created upstream.
+/// A row that now holds another record's id is not guessed at: the drop is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_refused_id_edit_puts_the_id_back_without_a_copy() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::SmartNumbers);
+    let (smart, a, b) = (ids[3], ids[5], ids[6]);
+    let rows = env.count("SELECT count(*) FROM smart_numbers");
+    env.exec(&format!(
+        "UPDATE smart_numbers SET id = NULL WHERE id = {smart};
+         DELETE FROM smart_numbers WHERE id = {b};
+         UPDATE smart_numbers SET id = {b} WHERE id = {a};"
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let seq_of = |id: i64| {
+        env.count(&format!(
+            "SELECT seq FROM journal WHERE resource = 'smart_numbers' AND op = 'delete' AND upstream_id = {id} AND state = 'failed'"
+        ))
+    };
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status.stdout.contains(&format!("journal drop {}", seq_of(smart))),
+        "{}",
+        status.stdout
+    );
+    let seq = seq_of(smart).to_string();
+    let drop = env.restsync(&["journal", "drop", &seq, "--yes"]).await;
+    assert_eq!(drop.code, 0, "{}", drop.stderr);
+    assert!(drop.stdout.contains("its id"), "{}", drop.stdout);
+    let refused = env
+        .restsync(&["journal", "drop", &seq_of(a).to_string(), "--yes"])
+        .await;
+    assert_eq!(refused.code, 65, "{}", refused.stderr);
+    assert!(refused.stderr.contains("another record's"), "{}", refused.stderr);
+    // Put the swapped pair right by hand, as the entry's error says, then sync.
+    env.exec(&format!("UPDATE smart_numbers SET id = {a} WHERE id = {b}"));
+    let run = env.sync_once().await;
+    assert_eq!(
+        env.control.count_requests("POST", Kind::SmartNumbers),
+        0,
+        "a copy was created: {}",
+        run.stderr
+    );
+    assert_eq!(
+        env.count(&format!("SELECT count(*) FROM smart_numbers WHERE id = {smart}")),
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM smart_numbers"),
+        rows - 1,
+        "only row {b}, deleted here, is gone"
+    );
+}
+
 /// SIGTERM stops a one-shot run cleanly: requests in flight finish, no new one starts, the
 /// run exits 75, and the next run completes the work without duplicates.
 #[tokio::test(flavor = "multi_thread")]
