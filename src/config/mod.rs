@@ -90,6 +90,16 @@ pub struct UpstreamSettings {
     pub max_requests_per_sec: Option<f64>,
     /// Requests in flight to this upstream at once (None: unlimited).
     pub max_in_flight: Option<usize>,
+    /// Where the credentials came from, to name when upstream refuses them: the keys
+    /// (`upstreams.firstline.token`), or the environment variable that set one.
+    pub credentials: Vec<String>,
+}
+
+impl UpstreamSettings {
+    /// What to check when upstream refuses the credentials (401/403).
+    pub fn credentials_hint(&self) -> String {
+        format!("check {}", self.credentials.join(" and "))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -235,7 +245,18 @@ pub fn load_with_env(
         })?;
     let (raw, mut problems, removed) = raw::deserialize_all(root);
     match validate::validate(path, raw) {
-        Ok(settings) if problems.is_empty() => Ok(settings),
+        Ok(mut settings) if problems.is_empty() => {
+            // A credential set by the environment is fixed there, not in the file.
+            for upstream in settings.upstreams.values_mut() {
+                for said in &mut upstream.credentials {
+                    let key = said.split(' ').next().unwrap_or_default();
+                    if let Some((_, name)) = from_env.iter().find(|(k, _)| k == key) {
+                        *said = format!("{name} (the environment variable that sets {said})");
+                    }
+                }
+            }
+            Ok(settings)
+        }
         Ok(_) => Err(blame(ConfigError::Invalid {
             path: path.to_path_buf(),
             problems,

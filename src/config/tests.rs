@@ -573,6 +573,22 @@ fn token_file_is_read_and_trimmed() {
         "file-secret"
     );
     assert!(!format!("{s:?}").contains("file-secret"));
+    // A refused token is looked for where it came from: the file, or the variable.
+    let hint = s.upstream(UpstreamName::Firstline).unwrap().credentials_hint();
+    assert_eq!(
+        hint,
+        format!("check upstreams.firstline.token_file ({})", token_path.display())
+    );
+    let env = HashMap::from([(
+        "RESTSYNC_UPSTREAMS__FIRSTLINE__TOKEN_FILE".to_string(),
+        token_path.display().to_string(),
+    )]);
+    let s = load_with_env(&write(&dir, &toml), env).unwrap();
+    let hint = s.upstream(UpstreamName::Firstline).unwrap().credentials_hint();
+    assert!(
+        hint.starts_with("check RESTSYNC_UPSTREAMS__FIRSTLINE__TOKEN_FILE (the environment variable"),
+        "{hint}"
+    );
 
     // An empty file and a missing one name the key.
     fs::write(&token_path, " \n").unwrap();

@@ -247,6 +247,10 @@ fn validate_upstream(
             }
         },
     };
+    let mut credentials = vec![match (&raw.token, &raw.token_file) {
+        (None, Some(file)) => format!("{key}.token_file ({})", file.display()),
+        _ => format!("{key}.token"),
+    }];
     let token = match (raw.token, raw.token_file) {
         (Some(_), Some(_)) => {
             problems.push(format!("{key}: set token or token_file, not both"));
@@ -290,6 +294,9 @@ fn validate_upstream(
         }
         (_, c) => c,
     };
+    if client.is_some() {
+        credentials.push(format!("{key}.client"));
+    }
     if let Some(rate) = raw.max_requests_per_sec {
         if !(rate > 0.0 && rate <= 100_000.0) {
             problems.push(format!(
@@ -310,6 +317,7 @@ fn validate_upstream(
         client,
         max_requests_per_sec: raw.max_requests_per_sec,
         max_in_flight: raw.max_in_flight,
+        credentials,
     })
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum UpstreamError {
     /// A non-success HTTP status.
-    #[error("{upstream} answered HTTP {status}: {message}{}", credentials_hint(upstream, i64::from(*status)))]
+    #[error("{upstream} answered HTTP {status}: {message}")]
     Http {
         upstream: &'static str,
         status: u16,
@@ -13,7 +13,7 @@ pub enum UpstreamError {
         retry_after: Option<Duration>,
     },
     /// An error body (`{"message", "code"}`) that arrived with a success status.
-    #[error("{upstream} answered with an error (code {code}): {message}{}", credentials_hint(upstream, *code))]
+    #[error("{upstream} answered with an error (code {code}): {message}")]
     Api {
         upstream: &'static str,
         code: i64,
@@ -30,19 +30,6 @@ pub enum UpstreamError {
     /// A success status with a body that is not what the API documents.
     #[error("{upstream} sent a malformed answer: {message}")]
     Malformed { upstream: &'static str, message: String },
-}
-
-/// For a refusal of the credentials, the configuration keys that hold them.
-fn credentials_hint(upstream: &str, status: i64) -> String {
-    if !matches!(status, 401 | 403) {
-        return String::new();
-    }
-    let client = if upstream == "plusofon" {
-        format!(" and upstreams.{upstream}.client")
-    } else {
-        String::new()
-    };
-    format!(" (check upstreams.{upstream}.token or token_file{client})")
 }
 
 /// What a write that failed may have done upstream, as far as the answer tells.

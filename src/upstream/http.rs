@@ -18,6 +18,8 @@ use url::Url;
 #[derive(Clone)]
 pub struct Client {
     pub(crate) name: &'static str,
+    /// Said with a refusal of the credentials (401/403): where they came from.
+    credentials_hint: String,
     http: reqwest::Client,
     base: Url,
     gate: Arc<Gate>,
@@ -115,6 +117,7 @@ impl Client {
         });
         Ok(Client {
             name,
+            credentials_hint: settings.credentials_hint(),
             http,
             base,
             gate,
@@ -188,16 +191,24 @@ impl Client {
                 return Err(UpstreamError::Api {
                     upstream: self.name,
                     code,
-                    message,
+                    message: self.with_credentials_hint(code, message),
                 });
             }
         }
         Err(UpstreamError::Http {
             upstream: self.name,
             status: status.as_u16(),
-            message: error_message(&bytes, status),
+            message: self.with_credentials_hint(i64::from(status.as_u16()), error_message(&bytes, status)),
             retry_after,
         })
+    }
+
+    /// A refusal of the credentials says where they came from.
+    fn with_credentials_hint(&self, status: i64, message: String) -> String {
+        match status {
+            401 | 403 => format!("{message} ({})", self.credentials_hint),
+            _ => message,
+        }
     }
 
     fn transport(&self, e: &reqwest::Error, writes: bool) -> UpstreamError {

@@ -484,9 +484,10 @@ async fn check_online_asks_each_upstream() {
         run.stderr
     );
     assert!(
-        run.stderr
-            .contains("check upstreams.firstline.token or token_file"),
-        "the keys to fix: {}",
+        run.stderr.contains(
+            "check RESTSYNC_UPSTREAMS__FIRSTLINE__TOKEN (the environment variable that sets upstreams.firstline.token)"
+        ),
+        "the variable to fix: {}",
         run.stderr
     );
     assert!(run.stdout.contains("plusofon: OK"), "{}", run.stdout);
@@ -499,7 +500,7 @@ async fn check_online_asks_each_upstream() {
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("check upstreams.plusofon.token or token_file and upstreams.plusofon.client"),
+            .contains("check upstreams.plusofon.token and RESTSYNC_UPSTREAMS__PLUSOFON__CLIENT (the environment variable that sets upstreams.plusofon.client)"),
         "{}",
         run.stderr
     );
