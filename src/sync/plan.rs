@@ -42,7 +42,8 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         let (confirmed, still_there) = confirm_absent(ctx, candidates, &mut stats, true).await?;
         if still_there > 0 && walk.consistent() {
             plan.notes.push(format!(
-                "upstream anomaly: {asked} record(s) missing from the list, but {still_there} of them still exist                  upstream; a cycle would remove nothing and check again"
+                "upstream anomaly: {asked} record(s) missing from the list, but {still_there} of them still exist \
+                 upstream; a cycle would remove nothing and check again"
             ));
         } else {
             // Counted as the cycle counts them: a row deleted here too, or kept by

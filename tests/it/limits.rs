@@ -63,9 +63,10 @@ async fn without_a_configured_rate_the_same_upstream_answers_429_and_restsync_re
     // The control case: proves the test above would see 429s without the limit.
     let env = Env::start(60).await;
     env.sync_ok().await;
-    env.exec("UPDATE addresses SET description = 'burst' WHERE local_id <= 40");
+    env.exec("UPDATE addresses SET description = 'burst' WHERE local_id <= 15");
+    // The same upstream limit as above; nothing spaces restsync's requests this time.
     env.control.set_faults(Faults {
-        rate_limit_per_sec: 20.0,
+        rate_limit_per_sec: 40.0,
         ..Faults::default()
     });
     let before = env.control.requests().len();

@@ -2781,7 +2781,10 @@ async fn plan_during_an_empty_list_outage_lists_what_the_cycle_sends() {
     assert_eq!(plan_counts(&doc, "phone_numbers"), [0, 1, 0, 0, 0], "{doc}");
     assert_eq!(plan_counts(&doc, "smart_numbers"), [0, 0, 1, 0, 0], "{doc}");
     let notes = doc["resources"]["phone_numbers"]["notes"].to_string();
-    assert!(notes.contains("upstream anomaly"), "{notes}");
+    assert!(
+        notes.contains("upstream anomaly") && !notes.contains("  "),
+        "{notes}"
+    );
     let notes = doc["resources"]["smart_numbers"]["notes"].to_string();
     assert!(notes.contains("max_delete_fraction"), "{notes}");
 
