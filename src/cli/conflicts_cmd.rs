@@ -84,6 +84,7 @@ fn list(store: &Store, resource: Option<&str>, since: Option<&str>, json: bool) 
                     "local": value(&c.local_value),
                     "remote": value(&c.remote_value),
                     "resolution": c.resolution,
+                    "restored_at": s.restored_at,
                 })
             })
             .collect();
@@ -106,8 +107,12 @@ fn list(store: &Store, resource: Option<&str>, since: Option<&str>, json: bool) 
             Some(f) => format!("{} {f}", c.kind),
             None => c.kind.clone(),
         };
+        let restored = match &s.restored_at {
+            Some(when) => format!(" (restored {when})"),
+            None => String::new(),
+        };
         outln!(
-            "#{} {} {} ({row}): {what}, {}",
+            "#{} {} {} ({row}): {what}, {}{restored}",
             s.seq,
             s.detected_at,
             c.resource,
@@ -167,9 +172,28 @@ fn restore_one(store: &mut Store, seq: i64) -> Result<i32, StoreError> {
         );
         return Ok(exit::DATA);
     };
+    if let Some(when) = &stored.restored_at {
+        eprintln!(
+            "restsync: conflict {seq} was restored already ({when}); restoring it again would put the value back \
+             twice (a deleted record would be created twice). Edit the row by hand if you need more"
+        );
+        return Ok(exit::DATA);
+    }
     let spec = kind.spec();
-    // A person's edit: the change tracking records it, the next sync pushes it.
-    let done = store.write_as_person(|tx| Ok(restore_in(tx, spec, &stored)))?;
+    // A person's edit: the change tracking records it, the next sync pushes it. Marked
+    // restored in the same transaction, so it happens once.
+    let done = store.write_as_person(|tx| {
+        // Claimed first (another restore may have come between the read and this
+        // transaction); given back if the restore is refused, before anything was written.
+        if !sync_state::mark_conflict_restored(tx, seq, true)? {
+            return Ok(Err(Refused("it was restored already".into())));
+        }
+        let done = restore_in(tx, spec, &stored);
+        if done.is_err() {
+            sync_state::mark_conflict_restored(tx, seq, false)?;
+        }
+        Ok(done)
+    })?;
     match done {
         Ok(what) => {
             outln!("restored conflict {seq}: {what}; the next sync pushes it");

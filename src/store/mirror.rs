@@ -294,12 +294,15 @@ pub fn count_mirror(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
 }
 
 /// Rows naming an upstream id that no base snapshot knows: `(local_id, id)`. After a
-/// complete walk these are ids upstream never gave (typed in by hand).
+/// complete walk these are ids upstream never gave (typed in by hand). A row that held a
+/// known record is left out: its id was edited, which the push refuses with its own advice.
 pub fn unknown_ids(conn: &Connection, spec: &ResourceSpec) -> Result<Vec<(i64, i64)>> {
     let q = format!(
-        "SELECT m.local_id, m.id FROM {} m WHERE m.id IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM {} b WHERE b.id = m.id) ORDER BY m.local_id",
-        spec.table, spec.base_table
+        "SELECT m.local_id, m.id FROM {t} m WHERE m.id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM {b} b WHERE b.id = m.id) \
+         AND NOT EXISTS (SELECT 1 FROM {b} b WHERE b.local_id = m.local_id) ORDER BY m.local_id",
+        t = spec.table,
+        b = spec.base_table
     );
     let rows = conn
         .prepare_cached(&q)?
@@ -539,10 +542,12 @@ pub fn id_edit(conn: &Connection, spec: &ResourceSpec, base: &BaseRow) -> Result
             now: row.id,
         }));
     }
-    Ok(spec
-        .changed_writable(&row.values, &base.values)
-        .is_empty()
-        .then_some(IdEdit::Edited { local_id, now: None }))
+    // Cleared by an UPDATE (whatever else it changed), or, for a row cleared before that
+    // was recorded, with nothing else changed: the same row. Otherwise a row deleted and
+    // inserted again that SQLite gave the old local_id: a new row.
+    let cleared = super::tracking::id_cleared(conn, spec.table, local_id)?
+        || spec.changed_writable(&row.values, &base.values).is_empty();
+    Ok(cleared.then_some(IdEdit::Edited { local_id, now: None }))
 }
 
 /// Puts a record's row back as upstream last had it (giving up a local edit or delete).

@@ -151,6 +151,8 @@ pub struct StoredConflict {
     pub seq: i64,
     pub detected_at: String,
     pub conflict: Conflict,
+    /// When `restsync conflicts restore` put the losing value back (once at most).
+    pub restored_at: Option<String>,
 }
 
 fn stored_conflict(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConflict> {
@@ -168,11 +170,29 @@ fn stored_conflict(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConflict> {
             remote_value: r.get(9)?,
             resolution: r.get(10)?,
         },
+        restored_at: r.get(11)?,
     })
 }
 
 const CONFLICT_COLUMNS: &str = "seq, detected_at, resource, local_id, upstream_id, kind, field, base_value, \
-     local_value, remote_value, resolution";
+     local_value, remote_value, resolution, restored_at";
+
+/// Records that conflict `seq` was restored (or, `restored` false, takes that back);
+/// false when it already was so (nothing changed).
+pub fn mark_conflict_restored(conn: &Connection, seq: i64, restored: bool) -> Result<bool> {
+    let changed = match restored {
+        true => conn.execute(
+            "UPDATE conflicts SET restored_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE seq = ?1 AND restored_at IS NULL",
+            [seq],
+        )?,
+        false => conn.execute(
+            "UPDATE conflicts SET restored_at = NULL WHERE seq = ?1 AND restored_at IS NOT NULL",
+            [seq],
+        )?,
+    };
+    Ok(changed == 1)
+}
 
 /// Conflicts, oldest first, of one resource or all, detected at or after `since`.
 pub fn conflicts(

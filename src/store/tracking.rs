@@ -62,6 +62,11 @@ fn mark_displaced_sql(table: &str, condition: &str) -> String {
     out
 }
 
+/// SQL that forgets a cleared id of the row `local_id` (an expression) when `condition` holds.
+fn forget_cleared_sql(table: &str, local_id: &str, condition: &str) -> String {
+    format!("DELETE FROM cleared_ids WHERE resource = '{table}' AND local_id = {local_id} AND {condition};")
+}
+
 /// The tracking triggers of one mirror table: `(name, CREATE TRIGGER statement)`, each
 /// statement exactly as SQLite keeps it in `sqlite_master`, so a changed one is noticed.
 fn triggers(table: &str) -> Vec<(String, String)> {
@@ -71,8 +76,10 @@ fn triggers(table: &str) -> Vec<(String, String)> {
         (
             format!("{t}_track_insert"),
             format!(
-                "CREATE TRIGGER {t}_track_insert AFTER INSERT ON {t}\nBEGIN\n{}\n{bump}\nEND",
-                mark_sql(t, "local_id", "NEW.local_id")
+                "CREATE TRIGGER {t}_track_insert AFTER INSERT ON {t}\nBEGIN\n{}\n{}\n{bump}\nEND",
+                mark_sql(t, "local_id", "NEW.local_id"),
+                // A new row that took a local_id someone used before is no cleared id.
+                forget_cleared_sql(t, "NEW.local_id", "1")
             ),
         ),
         (
@@ -85,10 +92,18 @@ fn triggers(table: &str) -> Vec<(String, String)> {
         (
             format!("{t}_track_update"),
             format!(
-                "CREATE TRIGGER {t}_track_update AFTER UPDATE ON {t}\nBEGIN\n{}\n{}\n{}\n{bump}\nEND",
+                "CREATE TRIGGER {t}_track_update AFTER UPDATE ON {t}\nBEGIN\n{}\n{}\n{}\n{}\n{}\n{}\n{bump}\nEND",
                 mark_sql(t, "local_id", "OLD.local_id"),
                 mark_sql(t, "local_id", "NEW.local_id"),
-                mark_sql(t, "id", "(CASE WHEN OLD.id IS NOT NEW.id THEN OLD.id END)")
+                mark_sql(t, "id", "(CASE WHEN OLD.id IS NOT NEW.id THEN OLD.id END)"),
+                // The row that had an id and has none now: its id was cleared, not a new row.
+                format!(
+                    "INSERT INTO cleared_ids (resource, local_id) SELECT '{t}', NEW.local_id \
+                     WHERE OLD.id IS NOT NULL AND NEW.id IS NULL AND NOT EXISTS \
+                     (SELECT 1 FROM cleared_ids WHERE resource = '{t}' AND local_id = NEW.local_id);"
+                ),
+                forget_cleared_sql(t, "NEW.local_id", "NEW.id IS NOT NULL"),
+                forget_cleared_sql(t, "OLD.local_id", "OLD.local_id IS NOT NEW.local_id")
             ),
         ),
         (
@@ -105,9 +120,10 @@ fn triggers(table: &str) -> Vec<(String, String)> {
         (
             format!("{t}_track_delete"),
             format!(
-                "CREATE TRIGGER {t}_track_delete AFTER DELETE ON {t}\nBEGIN\n{}\n{}\n{bump}\nEND",
+                "CREATE TRIGGER {t}_track_delete AFTER DELETE ON {t}\nBEGIN\n{}\n{}\n{}\n{bump}\nEND",
                 mark_sql(t, "local_id", "OLD.local_id"),
-                mark_sql(t, "id", "OLD.id")
+                mark_sql(t, "id", "OLD.id"),
+                forget_cleared_sql(t, "OLD.local_id", "1")
             ),
         ),
     ]
@@ -183,6 +199,16 @@ pub fn mark(conn: &Connection, resource: &str, mark: Mark) -> Result<bool> {
         note_edit(conn)?;
     }
     Ok(added > 0)
+}
+
+/// Whether the row `local_id` had its id cleared by an UPDATE (rather than being inserted
+/// without one).
+pub fn id_cleared(conn: &Connection, resource: &str, local_id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM cleared_ids WHERE resource = ?1 AND local_id = ?2")?
+        .query_row(params![resource, local_id], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Tells a running daemon there is work (a person's `journal retry`, say).

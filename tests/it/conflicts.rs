@@ -52,6 +52,20 @@ async fn a_losing_field_value_is_listed_restored_and_pushed() {
         .await;
     assert_eq!(none.stdout.trim(), "[]");
 
+    // The row no longer holds the value the conflict left: refused, naming the field.
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'a third' WHERE id = {id}"
+    ));
+    let changed = env.restsync(&["conflicts", "restore", &seq]).await;
+    assert_eq!(changed.code, 65, "{}", changed.stdout);
+    assert!(
+        changed.stderr.contains("description changed since"),
+        "{}",
+        changed.stderr
+    );
+    env.exec(&format!(
+        "UPDATE phone_numbers SET description = 'theirs' WHERE id = {id}"
+    ));
     let restore = env.restsync(&["conflicts", "restore", &seq]).await;
     assert_eq!(restore.code, 0, "{}", restore.stderr);
     assert_eq!(env.row_json("phone_numbers", id)["description"], "ours");
@@ -60,14 +74,10 @@ async fn a_losing_field_value_is_listed_restored_and_pushed() {
         env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"],
         "ours"
     );
-    // The row holds the restored value now, not the one the conflict left: refused.
+    // Restored once only.
     let again = env.restsync(&["conflicts", "restore", &seq]).await;
     assert_eq!(again.code, 65, "{}", again.stdout);
-    assert!(
-        again.stderr.contains("description changed since"),
-        "{}",
-        again.stderr
-    );
+    assert!(again.stderr.contains("restored already"), "{}", again.stderr);
     let missing = env.restsync(&["conflicts", "restore", "9999"]).await;
     assert_eq!(missing.code, 65);
     let bad = env.restsync(&["conflicts", "--since", "soon"]).await;
@@ -104,6 +114,13 @@ async fn a_row_removed_because_upstream_deleted_it_comes_back_as_a_create() {
         env.count("SELECT count(*) FROM addresses WHERE id IS NULL AND description = 'kept by restore'"),
         1
     );
+    env.sync_ok().await;
+    // Restored once: a second restore would create the record a second time.
+    let again = env.restsync(&["conflicts", "restore", &seq]).await;
+    assert_eq!(again.code, 65, "{}", again.stdout);
+    assert!(again.stderr.contains("restored already"), "{}", again.stderr);
+    let listed = env.restsync(&["conflicts"]).await;
+    assert!(listed.stdout.contains("(restored 20"), "{}", listed.stdout);
     env.sync_ok().await;
     let ids = env.upstream_ids(Kind::Addresses);
     let made: Vec<Value> = ids

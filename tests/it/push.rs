@@ -2125,6 +2125,70 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
     env.assert_converged();
 }
 
+/// Clearing an id in the same UPDATE as other edits is still an id edit (no delete of the
+/// record, no create of a copy), also after the id was first typed over; a row deleted and
+/// inserted again, which SQLite may give the same local_id, is a new row and is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cleared_id_with_other_edits_pushes_nothing_but_a_reinserted_row_is_created() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let phone = env.upstream_ids(Kind::PhoneNumbers)[2];
+    let address = env.upstream_ids(Kind::Addresses)[3];
+    env.exec(&format!(
+        "UPDATE phone_numbers SET id = NULL, description = 'cleared and edited' WHERE id = {phone};
+         UPDATE addresses SET id = 777777 WHERE id = {address};"
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    // A row that held a known record is an id edit, not a row typed in with an unknown id
+    // (whose advice, "set its id to NULL", would not apply).
+    assert!(!run.stderr.contains("set its id to NULL"), "{}", run.stderr);
+    env.exec("UPDATE addresses SET id = NULL, description = 'then cleared' WHERE id = 777777");
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("id was changed from"), "{}", run.stderr);
+    assert!(!run.stderr.contains("set its id to NULL"), "{}", run.stderr);
+    for kind in [Kind::PhoneNumbers, Kind::Addresses] {
+        assert_eq!(env.control.count_requests("POST", kind), 0, "{kind:?}");
+        assert_eq!(env.control.count_requests("DELETE", kind), 0, "{kind:?}");
+    }
+    env.exec(&format!(
+        "UPDATE phone_numbers SET id = {phone} WHERE id IS NULL;
+         UPDATE addresses SET id = {address} WHERE id IS NULL;"
+    ));
+    env.sync_ok().await;
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, phone).expect("phone")["description"],
+        "cleared and edited"
+    );
+
+    // Delete the last row and insert another: SQLite hands out the same local_id.
+    let (last, last_id): (i64, i64) = env
+        .db()
+        .query_row(
+            "SELECT local_id, id FROM phone_numbers ORDER BY local_id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("last row");
+    env.exec(&format!(
+        "DELETE FROM phone_numbers WHERE local_id = {last};
+         INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0911 222 333', 'a new row');"
+    ));
+    assert_eq!(
+        env.count("SELECT max(local_id) FROM phone_numbers"),
+        last,
+        "the local_id was reused"
+    );
+    env.sync_ok().await;
+    assert!(env.control.get(Kind::PhoneNumbers, last_id).is_none(), "deleted");
+    assert_eq!(
+        upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0911 222 333")).len(),
+        1
+    );
+    env.assert_converged();
+}
+
 /// The way out status offers for a refused id edit (`journal drop`) gives the row its id
 /// back in place: no copy of the record appears beside it, so nothing is created upstream.
 /// A row that now holds another record's id is not guessed at: the drop is refused.
