@@ -62,6 +62,15 @@ fn mark_displaced_sql(table: &str, condition: &str) -> String {
     out
 }
 
+/// SQL that remembers the updated row's cleared id (it had one, it has none now).
+fn remember_cleared_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO cleared_ids (resource, local_id) SELECT '{table}', NEW.local_id \
+         WHERE OLD.id IS NOT NULL AND NEW.id IS NULL AND NOT EXISTS \
+         (SELECT 1 FROM cleared_ids WHERE resource = '{table}' AND local_id = NEW.local_id);"
+    )
+}
+
 /// SQL that forgets a cleared id of the row `local_id` (an expression) when `condition` holds.
 fn forget_cleared_sql(table: &str, local_id: &str, condition: &str) -> String {
     format!("DELETE FROM cleared_ids WHERE resource = '{table}' AND local_id = {local_id} AND {condition};")
@@ -97,11 +106,7 @@ fn triggers(table: &str) -> Vec<(String, String)> {
                 mark_sql(t, "local_id", "NEW.local_id"),
                 mark_sql(t, "id", "(CASE WHEN OLD.id IS NOT NEW.id THEN OLD.id END)"),
                 // The row that had an id and has none now: its id was cleared, not a new row.
-                format!(
-                    "INSERT INTO cleared_ids (resource, local_id) SELECT '{t}', NEW.local_id \
-                     WHERE OLD.id IS NOT NULL AND NEW.id IS NULL AND NOT EXISTS \
-                     (SELECT 1 FROM cleared_ids WHERE resource = '{t}' AND local_id = NEW.local_id);"
-                ),
+                remember_cleared_sql(t),
                 forget_cleared_sql(t, "NEW.local_id", "NEW.id IS NOT NULL"),
                 forget_cleared_sql(t, "OLD.local_id", "OLD.local_id IS NOT NEW.local_id")
             ),
