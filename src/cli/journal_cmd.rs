@@ -128,7 +128,8 @@ fn retry(store: &mut Store, seq: Option<i64>, all: bool) -> Result<i32, StoreErr
         Ok(n)
     })?;
     outln!(
-        "{n} entr{} will be sent on the next sync",
+        "{n} entr{} will be tried on the next sync (a change still refused here, an id edit say, is refused again \
+         before any request)",
         if n == 1 { "y" } else { "ies" }
     );
     Ok(if n == 0 && seq.is_some() {
@@ -161,6 +162,26 @@ fn drop_entry(store: &mut Store, seq: i64, yes: bool) -> Result<i32, StoreError>
         );
         return Ok(exit::DATA);
     };
+    // A row changed since its entry was written is a newer change: the next sync journals
+    // it afresh (superseding this entry). Dropping would silently throw that edit away.
+    let supersedable = matches!(entry.stage, journal::Stage::Queued | journal::Stage::Failed);
+    if let (Op::Create | Op::Update, Some(local_id), true) = (entry.op, entry.local_id, supersedable) {
+        let spec = kind.spec();
+        let row = mirror::mirror_by_local_id(store.conn(), spec, local_id)?;
+        let journaled = spec.values_from_json(&entry.row_values).ok();
+        if let (Some(row), Some(journaled)) = (row, journaled) {
+            let changed = spec.changed_writable(&row.values, &journaled);
+            if !changed.is_empty() {
+                eprintln!(
+                    "restsync: journal entry {seq}: {kind} local_id {local_id} changed since the entry was written \
+                     ({}); nothing dropped. The next sync sends the row as it is now and this entry is superseded; to \
+                     give the edit up, put the row back by hand",
+                    changed.join(", ")
+                );
+                return Ok(exit::DATA);
+            }
+        }
+    }
     let effect = match entry.op {
         Op::Create if entry.stage == journal::Stage::Unidentified => format!(
             "delete local row {} of {}. Upstream DID accept this create: if its record shows up upstream \

@@ -101,6 +101,11 @@ fn fix_for(e: &journal::Entry) -> String {
             "check upstream for the record; if it is not there, `restsync journal retry {}` sends it again",
             e.seq
         ),
+        // Ids moved between rows: which row is which record only the person knows, so
+        // neither a drop nor a retry can settle it.
+        _ if e.last_error.as_deref().is_some_and(|m| m.contains(journal::IDS_MOVED)) => {
+            "put the ids right by hand as the error says (the fix supersedes the entry)".to_string()
+        }
         _ if e.op == journal::Op::Delete => format!(
             "`restsync journal drop {seq}` brings the row back as upstream has it; `restsync journal retry {seq}` sends \
              the delete again once what refused it is fixed",

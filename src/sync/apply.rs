@@ -88,17 +88,14 @@ fn apply_page(
         let hashes = mirror::base_hashes(conn, spec, &ids)?;
         // Creates whose effect upstream is not known yet: a new record that matches one is
         // the record it made, adopted here instead of being copied in as someone else's.
-        let mut unresolved: Vec<(journal::Entry, Vec<Value>)> = match dry {
-            true => Vec::new(),
-            false => journal::active(conn, spec.table)?
-                .into_iter()
-                .filter(|e| e.op == journal::Op::Create && e.stage.unresolved())
-                .filter_map(|e| {
-                    let sent = spec.values_from_json(&e.row_values).ok()?;
-                    Some((e, sent))
-                })
-                .collect(),
-        };
+        let mut unresolved: Vec<(journal::Entry, Vec<Value>)> = journal::active(conn, spec.table)?
+            .into_iter()
+            .filter(|e| e.op == journal::Op::Create && e.stage.unresolved())
+            .filter_map(|e| {
+                let sent = spec.values_from_json(&e.row_values).ok()?;
+                Some((e, sent))
+            })
+            .collect();
         result.repeats = mirror::mark_seen(conn, spec, &ids)? as u64;
         // Whether a record has a base snapshot or a mirror row is known per page, so a new
         // record costs no lookups.
@@ -149,6 +146,14 @@ fn apply_page(
                     .position(|(_, sent)| spec.changed_writable(&record.values, sent).is_empty());
                 if let Some(pos) = made_by {
                     let (entry, sent) = unresolved.swap_remove(pos);
+                    if dry {
+                        result.plan.notes.push(format!(
+                            "id {id}: the record journal {}'s create made (local_id {}); adopted as that row, not a new one",
+                            entry.seq,
+                            entry.local_id.unwrap_or_default()
+                        ));
+                        continue;
+                    }
                     tracing::info!(
                         resource = spec.table,
                         seq = entry.seq,
@@ -289,6 +294,9 @@ fn describe(
             .join(", ");
         crate::resources::truncate(&text, 160)
     };
+    if new {
+        plan.new_records += 1;
+    }
     match &merged.mirror {
         MirrorAction::Insert(values) if new => plan
             .pull_insert

@@ -25,6 +25,18 @@ pub(super) fn key_of(op: Op, local_id: Option<i64>, upstream_id: Option<i64>) ->
     }
 }
 
+/// Whether an active entry stays as it is for the change its row now calls for (else it
+/// is superseded and the change journaled afresh). `plan` asks the same.
+pub(super) fn entry_stays(e: &Entry, d: &Desired) -> bool {
+    let same = e.op == d.op && e.payload == d.payload && e.row_values == d.row_values;
+    // Refused here, never sent, and the reason is gone (the row was fixed): sent afresh.
+    // One refused by upstream stays failed until the row changes.
+    let refusal_lifted = e.stage == Stage::Failed && e.attempts == 0 && d.rejected.is_none();
+    // Unresolved outcome: upstream may hold the effect already; keep the entry until it is
+    // reconciled, and push any newer edit after that.
+    (e.stage.unresolved() || same) && !refusal_lifted
+}
+
 pub(super) struct Desired {
     pub(super) op: Op,
     pub(super) local_id: Option<i64>,
@@ -235,13 +247,14 @@ pub(super) fn desired_changes(
                     local_id,
                     format!(
                         "{t} local_id {local_id}: now holds id {other}, the record of local_id {owner} (no longer in the mirror), \
-                         and record {x}'s row is gone: restsync cannot tell whether this row's id was changed or row {owner} was \
+                         and record {x}'s row is gone: {moved} this row's id was changed or row {owner} was \
                          moved onto it (an OR REPLACE does either); nothing was pushed for ids {x} and {other}. If this row is \
                          record {x}: UPDATE {t} SET id = {x} WHERE local_id = {local_id} (record {x} then takes this row's \
                          values and record {other} is deleted upstream). If it is record {other} moved here: UPDATE {t} SET \
                          local_id = (SELECT max(local_id) + 1 FROM {t}) WHERE local_id = {local_id} (record {other} then takes \
                          this row's values and record {x} is deleted upstream). Check the row's values first",
-                        x = b.id
+                        x = b.id,
+                        moved = journal::IDS_MOVED
                     ),
                 );
             }
@@ -382,12 +395,7 @@ fn journal_desired(
         let key = key_of(d.op, d.local_id, d.upstream_id);
         if let Some(e) = active.remove(&key) {
             let same = e.op == d.op && e.payload == d.payload && e.row_values == d.row_values;
-            // Refused here, never sent, and the reason is gone (the row was fixed): sent
-            // afresh. One refused by upstream stays failed until the row changes.
-            let refusal_lifted = e.stage == Stage::Failed && e.attempts == 0 && d.rejected.is_none();
-            // Unresolved outcome: upstream may hold the effect already; keep the entry
-            // until it is reconciled, and push any newer edit after that.
-            if (e.stage.unresolved() || same) && !refusal_lifted {
+            if entry_stays(&e, &d) {
                 // A change that cannot be pushed stays failed: `journal retry` must not
                 // turn it into a request (a PUT to Plusofon, which has no update).
                 if let Some(reason) = d.rejected.as_deref().filter(|_| e.stage == Stage::Queued) {

@@ -1,6 +1,6 @@
 //! `restsync plan`: a cycle's walk and merge without writing, then the pushes it would send.
 
-use super::enqueue::journal_values;
+use super::enqueue::{entry_stays, key_of, Desired};
 use super::removal::{confirm_absent, confirmable_by_get};
 use super::report::{MergedRow, Plan, PullStats};
 use super::walk::run_walk;
@@ -21,6 +21,108 @@ fn values_text(spec: &ResourceSpec, values: &[Value]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     crate::resources::truncate(&text, 160)
+}
+
+/// The local changes as they stand now, before the walk.
+async fn changes_now(ctx: &ResourceCtx) -> Result<mirror::LocalChanges, SyncError> {
+    let spec = ctx.api.spec;
+    Ok(ctx
+        .db
+        .call(move |s| mirror::local_changes(s.conn(), spec))
+        .await?)
+}
+
+/// The local changes as the cycle's walk would leave them (rows merged with upstream's
+/// record, the base become upstream's values), and apart, the edited rows of records gone
+/// upstream (conflicts the removal settles, not changes to push).
+fn merged_changes(
+    spec: &ResourceSpec,
+    mut changes: mirror::LocalChanges,
+    merged: &std::collections::HashMap<i64, MergedRow>,
+    gone: &std::collections::HashSet<i64>,
+) -> (Vec<mirror::MirrorRow>, mirror::LocalChanges) {
+    let mut gone_edits = Vec::new();
+    let mut updates = Vec::new();
+    for (mut m, mut b) in std::mem::take(&mut changes.updates) {
+        if gone.contains(&b.id) {
+            gone_edits.push(m);
+            continue;
+        }
+        if let Some(r) = merged.get(&b.id) {
+            // The row is gone after the merge (a remote-wins delete): nothing to send.
+            let Some(after) = &r.after else { continue };
+            m.values = after.clone();
+            b.values = r.remote.clone();
+        }
+        if !spec.changed_writable(&m.values, &b.values).is_empty() {
+            updates.push((m, b));
+        }
+    }
+    changes.updates = updates;
+    // A local delete of a record gone upstream settles itself; one of a record changed
+    // upstream is restored by the merge.
+    changes
+        .deletes
+        .retain(|b| !gone.contains(&b.id) && merged.get(&b.id).is_none_or(|r| r.after.is_none()));
+    for b in &mut changes.deletes {
+        if let Some(r) = merged.get(&b.id) {
+            b.values = r.remote.clone();
+        }
+    }
+    (gone_edits, changes)
+}
+
+/// One planned change as a person reads it: the create's values, the update's fields
+/// `old -> new`, the delete's record.
+fn describe_change(spec: &ResourceSpec, changes: &mirror::LocalChanges, d: &Desired) -> String {
+    match d.op {
+        Op::Create => {
+            let values = changes
+                .creates
+                .iter()
+                .find(|m| Some(m.local_id) == d.local_id)
+                .map(|m| values_text(spec, &m.values))
+                .unwrap_or_default();
+            format!("local_id {}: {values}", d.local_id.unwrap_or_default())
+        }
+        Op::Update => {
+            let fields = changes
+                .updates
+                .iter()
+                .find(|(m, _)| Some(m.local_id) == d.local_id)
+                .map(|(m, b)| {
+                    spec.columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| c.writable && m.values[*i] != b.values[*i])
+                        .map(|(i, c)| {
+                            format!(
+                                "{}: {} -> {}",
+                                c.name,
+                                value_to_json(&b.values[i]),
+                                value_to_json(&m.values[i])
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            format!(
+                "local_id {} (id {}): {fields}",
+                d.local_id.unwrap_or_default(),
+                d.upstream_id.unwrap_or_default()
+            )
+        }
+        Op::Delete => {
+            let values = changes
+                .deletes
+                .iter()
+                .find(|b| Some(b.id) == d.upstream_id)
+                .map(|b| values_text(spec, &b.values))
+                .unwrap_or_default();
+            format!("id {}: {values}", d.upstream_id.unwrap_or_default())
+        }
+    }
 }
 
 /// Dry run of a cycle: walk and merge without writing, then list the pushes.
@@ -80,205 +182,100 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             candidates.len()
         ));
     }
-    // Say where a real cycle's guards would stop. Removals the guard holds do not happen:
-    // the records stay, so local edits and deletes of them are pushed as usual.
-    let base = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as f64;
+    // Say where a real cycle's guards would stop, judged on the counts the cycle judges
+    // on: the removal guard after the walk added its new records, the delete guard after
+    // the removals too. Removals the guard holds do not happen: the records stay, so local
+    // edits and deletes of them are pushed as usual.
+    let stored = ctx.db.call(move |s| mirror::count_base(s.conn(), spec)).await? as usize;
+    let after_walk = stored + plan.new_records;
     let fraction = ctx.settings.sync.max_delete_fraction;
-    let guarded = |n: usize| n > 0 && n as f64 > fraction * base && !ctx.opts.allow_mass_delete;
-    let guard_note = |n: usize, what: &str| {
+    let guarded =
+        |n: usize, base: usize| n > 0 && n as f64 > fraction * base as f64 && !ctx.opts.allow_mass_delete;
+    let guard_note = |n: usize, what: &str, base: usize| {
         format!(
             "the {n} {what} exceed sync.max_delete_fraction ({fraction}) of {base} rows: a cycle would refuse them \
              unless run with --allow-mass-delete"
         )
     };
-    if guarded(removals) {
-        plan.notes.push(guard_note(removals, "removals from the mirror"));
+    let mut after_removals = after_walk.saturating_sub(removals);
+    if guarded(removals, after_walk) {
+        plan.notes
+            .push(guard_note(removals, "removals from the mirror", after_walk));
         plan.guard_would_refuse = true;
         plan.pull_remove.clear();
         gone.clear();
+        after_removals = after_walk;
     }
+    let merged_rows = std::mem::take(&mut plan.merged_rows);
+    let (gone_edits, changes) = merged_changes(spec, changes_now(ctx).await?, &merged_rows, &gone);
     let scope = ctx.api.scope().to_vec();
-    let scope_for_db = scope.clone();
-    let (changes, failed, active, desired) = ctx
+    let (changes, active, desired) = ctx
         .db
         .call(move |s| {
-            let changes = mirror::local_changes(s.conn(), spec)?;
-            let desired = super::enqueue::desired_changes(s.conn(), spec, &scope_for_db, &changes)?;
-            Ok((
-                changes,
-                journal::failed(s.conn(), spec.table)?,
-                journal::active(s.conn(), spec.table)?,
-                desired,
-            ))
+            // The same question the cycle asks of the rows as its walk leaves them, so plan
+            // lists only what it would send, and refuses what it would refuse.
+            let desired = super::enqueue::desired_changes(s.conn(), spec, &scope, &changes)?;
+            Ok((changes, journal::active(s.conn(), spec.table)?, desired))
         })
         .await?;
-    // What the cycle would journal for each changed row, and why not when it would refuse:
-    // the same question the cycle asks, so plan lists only what it would send.
-    let refused = |op: Op, local_id: Option<i64>, upstream_id: Option<i64>| -> Option<Option<String>> {
-        desired
-            .iter()
-            .find(|d| {
-                d.op == op
-                    && match op {
-                        Op::Create => d.local_id == local_id,
-                        _ => d.upstream_id == upstream_id,
-                    }
-            })
-            .map(|d| d.rejected.clone())
-    };
-    // A change whose entry failed as it stands is not sent by the next cycle: shown as
-    // failed, not as a push.
-    let failed_as_is = |op: Op, local_id: Option<i64>, id: Option<i64>, values: &[Value]| {
-        let row_values = journal_values(spec, values);
-        failed.iter().find(|e| {
-            e.op == op
-                && e.row_values == row_values
-                && match op {
-                    Op::Create => e.local_id == local_id,
-                    _ => e.upstream_id == id,
-                }
-        })
-    };
-    let show_failed = |plan: &mut Plan, what: String, e: &journal::Entry| {
-        plan.failed.push(format!(
-            "{what}: journal {} failed: {}",
-            e.seq,
-            e.last_error.as_deref().unwrap_or("failed")
-        ));
-    };
-    for m in &changes.creates {
-        let what = format!("local_id {}: {}", m.local_id, values_text(spec, &m.values));
-        // A create already sent whose outcome is being settled (or that needs a person)
-        // is never sent again by a cycle, whatever the row holds now.
-        let settling = active.iter().find(|e| {
-            e.op == Op::Create
-                && e.local_id == Some(m.local_id)
-                && !matches!(e.stage, Stage::Queued | Stage::Failed)
-        });
-        if let Some(e) = settling {
-            let line = format!(
-                "{what}: its create (journal {}) is {}; not sent again",
-                e.seq, e.stage
-            );
-            match e.stage.needs_human() {
-                true => plan.failed.push(line),
-                false => plan.notes.push(line),
-            }
-            continue;
-        }
-        match refused(Op::Create, Some(m.local_id), None) {
-            // Not a create at all: a row whose id was cleared by hand (refused as such).
-            None => continue,
-            Some(Some(reason)) if failed_as_is(Op::Create, Some(m.local_id), None, &m.values).is_none() => {
-                plan.failed.push(format!("{what}: would be refused: {reason}"));
-                continue;
-            }
-            _ => {}
-        }
-        match failed_as_is(Op::Create, Some(m.local_id), None, &m.values) {
-            Some(e) => show_failed(&mut plan, what, e),
-            None if !spec.can_create => plan.notes.push(format!(
-                "{what}: new, but {} has no create endpoint; would be rejected",
-                spec.table
-            )),
-            None => plan.push_create.push(what),
-        }
-    }
-    // The cycle merges the walk first and journals what is left against the new base: plan
-    // the same, so a remote-wins conflict or a record deleted upstream lists no push.
-    let merged_rows = std::mem::take(&mut plan.merged_rows);
     let policy = ctx.settings.sync.on_conflict;
-    for (m, b) in &changes.updates {
-        if gone.contains(&b.id) {
-            plan.conflicts.push(format!(
-                "{} id {}: deleted_upstream local={}{}",
-                spec.table,
-                b.id,
-                values_text(spec, &m.values),
-                super::apply::resolution_text("deleted_upstream", policy)
-            ));
-            if policy == crate::config::ConflictPolicy::LocalWins {
-                plan.push_create.push(format!(
-                    "local_id {}: created again (deleted upstream, edited here; local-wins): {}",
-                    m.local_id,
-                    values_text(spec, &m.values)
-                ));
-            }
-            continue;
-        }
-        if let Some(Some(reason)) = refused(Op::Update, Some(m.local_id), Some(b.id)) {
-            if failed_as_is(Op::Update, Some(m.local_id), Some(b.id), &m.values).is_none() {
-                plan.failed.push(format!(
-                    "local_id {} (id {}): would be refused: {reason}",
-                    m.local_id, b.id
-                ));
-                continue;
-            }
-        }
-        let (after, against) = match merged_rows.get(&b.id) {
-            Some(MergedRow {
-                after: Some(after),
-                remote,
-            }) => (after, remote),
-            Some(MergedRow { after: None, .. }) => continue,
-            None => (&m.values, &b.values),
-        };
-        if spec.changed_writable(after, against).is_empty() {
-            continue;
-        }
-        let cols = spec
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| c.writable && after[*i] != against[*i])
-            .map(|(i, c)| {
-                format!(
-                    "{}: {} -> {}",
-                    c.name,
-                    value_to_json(&against[i]),
-                    value_to_json(&after[i])
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let what = format!("local_id {} (id {}): {cols}", m.local_id, b.id);
-        if let Some(e) = failed_as_is(Op::Update, Some(m.local_id), Some(b.id), &m.values) {
-            show_failed(&mut plan, what, e);
-        } else if spec.can_update {
-            plan.push_update.push(what);
-        } else {
-            plan.notes.push(format!(
-                "local_id {} (id {}): {cols} changed, but {} has no update endpoint; would be rejected",
-                m.local_id, b.id, spec.table
+    for m in &gone_edits {
+        plan.conflicts.push(format!(
+            "{} id {}: deleted_upstream local={}{}",
+            spec.table,
+            m.id.unwrap_or_default(),
+            values_text(spec, &m.values),
+            super::apply::resolution_text("deleted_upstream", policy)
+        ));
+        if policy == crate::config::ConflictPolicy::LocalWins {
+            plan.push_create.push(format!(
+                "local_id {}: created again (deleted upstream, edited here; local-wins): {}",
+                m.local_id,
+                values_text(spec, &m.values)
             ));
         }
     }
-    for b in &changes.deletes {
-        let restored = merged_rows.get(&b.id).is_some_and(|r| r.after.is_some());
-        if restored || gone.contains(&b.id) {
-            continue;
-        }
-        if let Some(Some(reason)) = refused(Op::Delete, b.local_id, Some(b.id)) {
-            if failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values).is_none() {
-                plan.failed
-                    .push(format!("id {}: would be refused: {reason}", b.id));
-                continue;
+    for d in &desired {
+        let key = key_of(d.op, d.local_id, d.upstream_id);
+        let entry = active
+            .iter()
+            .find(|e| key_of(e.op, e.local_id, e.upstream_id) == key);
+        let what = describe_change(spec, &changes, d);
+        match entry {
+            // Being settled (or waiting for a person to say what became of it): the
+            // cycle sends nothing for this row until then.
+            Some(e) if entry_stays(e, d) && e.stage.unresolved() => {
+                let line = format!(
+                    "{what}: its {} (journal {}) is {}; not sent again",
+                    e.op, e.seq, e.stage
+                );
+                match e.stage.needs_human() {
+                    true => plan.failed.push(line),
+                    false => plan.notes.push(line),
+                }
             }
-        }
-        let what = format!("id {}: {}", b.id, values_text(spec, &b.values));
-        match failed_as_is(Op::Delete, b.local_id, Some(b.id), &b.values) {
-            Some(e) => show_failed(&mut plan, what, e),
-            None if !spec.can_delete => plan.notes.push(format!(
-                "{what}: deleted locally, but {} has no delete endpoint; would be rejected",
-                spec.table
+            Some(e) if entry_stays(e, d) && e.stage == Stage::Failed => plan.failed.push(format!(
+                "{what}: journal {} failed: {}",
+                e.seq,
+                e.last_error.as_deref().unwrap_or("failed")
             )),
-            None => plan.push_delete.push(what),
+            _ => match &d.rejected {
+                Some(reason) => plan.failed.push(format!("{what}: would be refused: {reason}")),
+                None => match d.op {
+                    Op::Create => plan.push_create.push(what),
+                    Op::Update => plan.push_update.push(what),
+                    Op::Delete => plan.push_delete.push(what),
+                },
+            },
         }
     }
     // What the guard would hold is not what the cycle would do: listed as held, not counted.
-    if guarded(plan.push_delete.len()) {
-        plan.notes
-            .push(guard_note(plan.push_delete.len(), "deletes upstream"));
+    if guarded(plan.push_delete.len(), after_removals) {
+        plan.notes.push(guard_note(
+            plan.push_delete.len(),
+            "deletes upstream",
+            after_removals,
+        ));
         plan.guard_would_refuse = true;
         for d in std::mem::take(&mut plan.push_delete) {
             plan.failed

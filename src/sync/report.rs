@@ -176,6 +176,10 @@ pub struct Plan {
     /// A guard would refuse part of the cycle (the cycle would need a person).
     #[serde(skip)]
     pub guard_would_refuse: bool,
+    /// Records the walk would add to the base snapshots: the guards' counts grow by these
+    /// before they judge, as in the cycle.
+    #[serde(skip)]
+    pub(crate) new_records: usize,
 }
 
 /// A local row as a walk's merge would leave it, and the record it was merged with.

@@ -158,6 +158,8 @@ pub(super) async fn run_walk(
                 plan.pull_update.extend(r.plan.pull_update);
                 plan.conflicts.extend(r.plan.conflicts);
                 plan.merged_rows.extend(r.plan.merged_rows);
+                plan.notes.extend(r.plan.notes);
+                plan.new_records += r.plan.new_records;
             }
             // A page past the end of the listing (empty) or holding nothing new (an API
             // that ignores `page`) means the page count cannot be trusted: stop instead of

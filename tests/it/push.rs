@@ -1382,6 +1382,21 @@ async fn journal_drop_restores_the_row_from_its_base_snapshot() {
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
     assert_eq!(env.row_json("phone_numbers", edited)["number"], "not a number!");
 
+    // A row fixed after its entry failed is a newer change: dropping the old entry would
+    // throw the fix away, so it is refused and the fix stays.
+    env.exec(&format!(
+        "UPDATE phone_numbers SET number = '0912 111 222' WHERE id = {edited}"
+    ));
+    let fixed = env
+        .restsync(&["journal", "drop", &update_seq.to_string(), "--yes"])
+        .await;
+    assert_eq!(fixed.code, 65, "{}", fixed.stderr);
+    assert!(fixed.stderr.contains("changed since"), "{}", fixed.stderr);
+    assert_eq!(env.row_json("phone_numbers", edited)["number"], "0912 111 222");
+    env.exec(&format!(
+        "UPDATE phone_numbers SET number = 'not a number!' WHERE id = {edited}"
+    ));
+
     for seq in [create_seq, update_seq, delete_seq] {
         let run = env
             .restsync(&["journal", "drop", &seq.to_string(), "--yes"])
@@ -2217,6 +2232,13 @@ async fn dropping_a_refused_id_edit_puts_the_id_back_without_a_copy() {
         "{}",
         status.stdout
     );
+    // Moved ids: status offers no drop (it would be refused), only the fix by hand.
+    assert!(
+        !status.stdout.contains(&format!("journal drop {}`", seq_of(a)))
+            && status.stdout.contains("put the ids right by hand"),
+        "{}",
+        status.stdout
+    );
     let seq = seq_of(smart).to_string();
     let drop = env.restsync(&["journal", "drop", &seq, "--yes"]).await;
     assert_eq!(drop.code, 0, "{}", drop.stderr);
@@ -2890,5 +2912,145 @@ async fn plan_counts_a_local_wins_recreate_once() {
         cycle_counts(&report, "phone_numbers"),
         [1, 0, 0, 1, 1],
         "{report}"
+    );
+}
+
+/// The mass-delete guards judge on the counts the cycle sees after its walk (new records
+/// in, removed ones out), and plan judges on the same: a delete share that only looks large
+/// before new records arrive is sent by both, one that only looks small before removals is
+/// held by both.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_cycle_judge_the_delete_guard_on_the_same_counts() {
+    let env = Env::start(20).await;
+    env.write_config(
+        "",
+        "[resources.smart_numbers]\nenabled = false\n[resources.addresses]\nenabled = false\n",
+    );
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    // 7 removed upstream, 7 others deleted here: 7 of the 13 left is more than half.
+    for id in &ids[..7] {
+        env.control.delete(Kind::PhoneNumbers, *id);
+    }
+    let local: Vec<String> = ids[7..14].iter().map(i64::to_string).collect();
+    env.exec(&format!(
+        "DELETE FROM phone_numbers WHERE id IN ({})",
+        local.join(",")
+    ));
+    let plan = env.restsync(&["plan", "--json"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan_counts(&doc, "phone_numbers"), [0, 0, 0, 7, 0], "{doc}");
+    assert_eq!(
+        doc["resources"]["phone_numbers"]["failed"]
+            .as_array()
+            .map(Vec::len),
+        Some(7),
+        "{doc}"
+    );
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    assert_eq!(cycle_counts(&report, "phone_numbers")[2..4], [0, 7], "{report}");
+    let undo = env
+        .restsync(&["journal", "drop", "--all", "--held", "--yes"])
+        .await;
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    env.sync_ok().await;
+
+    // 13 records; 6 new upstream, 9 deleted here: 9 of 19 is less than half.
+    for i in 0..6 {
+        env.control.insert(
+            Kind::PhoneNumbers,
+            json!({"contact_id": 1935038, "type": 2, "number": format!("0966 000 {i:03}"), "description": "new"}),
+        );
+    }
+    env.exec("DELETE FROM phone_numbers WHERE local_id IN (SELECT local_id FROM phone_numbers ORDER BY local_id LIMIT 9)");
+    let plan = env.restsync(&["plan", "--json"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan_counts(&doc, "phone_numbers"), [0, 0, 9, 0, 0], "{doc}");
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    assert_eq!(cycle_counts(&report, "phone_numbers")[2], 9, "{report}");
+}
+
+/// A failed change the row has moved past is sent by the cycle, and plan lists it so: a
+/// refused id edit whose row was then deleted (a delete now), and a row upstream refused
+/// whose bad value a remote-wins merge replaced (the rest of the edit is an update now).
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_lists_a_change_that_supersedes_its_failed_entry() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (moved, bad) = (ids[4], ids[5]);
+    env.exec(&format!(
+        "UPDATE phone_numbers SET id = 888888 WHERE id = {moved};
+         UPDATE phone_numbers SET number = 'bad', description = 'mine' WHERE id = {bad};"
+    ));
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE resource = 'phone_numbers' AND state = 'failed'"),
+        2,
+        "{}",
+        run.stderr
+    );
+    env.exec("DELETE FROM phone_numbers WHERE id = 888888");
+    env.control
+        .update(Kind::PhoneNumbers, bad, json!({"number": "0912 345 678"}));
+
+    let plan = env.restsync(&["plan", "--json", "--detailed-exitcode"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan.code, 2, "{doc}");
+    assert_eq!(plan_counts(&doc, "phone_numbers"), [0, 1, 1, 0, 1], "{doc}");
+    let update = doc["resources"]["phone_numbers"]["push_update"].to_string();
+    assert!(
+        update.contains("description") && !update.contains("number"),
+        "{update}"
+    );
+
+    let run = env.restsync(&["sync", "--once", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    assert_eq!(cycle_counts(&report, "phone_numbers")[..3], [0, 1, 1], "{report}");
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, bad).expect("phone")["description"],
+        "mine"
+    );
+    assert!(env.control.get(Kind::PhoneNumbers, moved).is_none());
+}
+
+/// A create upstream accepted but its lagging list did not show yet: once the record is
+/// listed, plan says the walk adopts it as the row that made it (not a new record), and
+/// the cycle does exactly that.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_a_lagging_accepted_create_as_adopted_not_new() {
+    let env = Env::start(10).await;
+    env.write_config("list_lag_secs = 30", "");
+    env.sync_ok().await;
+    env.exec("INSERT INTO smart_numbers (user_id, phone_b, description) VALUES (40, '79161234500', 'отстающий список')");
+    env.control.set_faults(Faults {
+        list_lag_ms: 1500,
+        ..Faults::default()
+    });
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let plan = env.restsync(&["plan", "--json"]).await;
+    let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    let smart = &doc["resources"]["smart_numbers"];
+    assert_eq!(smart["pull_insert"], json!([]), "{doc}");
+    assert!(
+        smart["notes"].to_string().contains("adopted as that row"),
+        "{doc}"
+    );
+    env.sync_ok().await;
+    assert_eq!(
+        upstream_where(&env, Kind::SmartNumbers, "phoneB", &json!("79161234500")).len(),
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM smart_numbers WHERE phone_b = '79161234500'"),
+        1
     );
 }

@@ -301,6 +301,10 @@ pub fn has_active(conn: &Connection, resource: &str) -> Result<bool> {
         .query_row([resource], |r| r.get(0))?)
 }
 
+/// In the `last_error` of a change refused because a row now holds another row's record
+/// (ids moved between rows): only a person can say which record the row is.
+pub const IDS_MOVED: &str = "restsync cannot tell whether";
+
 /// How a delete held by the mass-delete guard starts its `last_error`.
 pub const HELD_BY_GUARD: &str = "held by the mass-delete guard";
 
