@@ -20,9 +20,21 @@ pub struct ResourceStatus {
     /// Rows naming an id no base snapshot knows, as `(local_id, id)`; after a complete
     /// walk, ids upstream never gave.
     pub unknown_ids: Vec<(i64, i64)>,
+    /// Rows whose `id` was edited by hand (typed over or cleared): nothing is pushed for
+    /// them until the id is put back.
+    pub id_edits: Vec<IdEditRow>,
     pub last_complete_pull: Option<String>,
     pub last_error: Option<String>,
     pub sync_state: sync_state::SyncState,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdEditRow {
+    pub local_id: i64,
+    /// The record's id, as upstream has it.
+    pub id: i64,
+    /// What the row holds now (None: cleared).
+    pub now: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +83,7 @@ pub fn exit_code(all: &[ResourceStatus]) -> i32 {
         !s.failed.is_empty()
             || s.sync_state.last_error_kind.as_deref() == Some("needs_human")
             || (!s.unknown_ids.is_empty() && s.last_complete_pull.is_some())
+            || !s.id_edits.is_empty()
     });
     let waiting = all.iter().any(|s| {
         let p = &s.pending_local_changes;
@@ -148,6 +161,19 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
     let conn = store.conn();
     let spec = kind.spec();
     let changes = mirror::local_changes(conn, spec)?;
+    let mut id_edits = Vec::new();
+    for b in &changes.deletes {
+        let (local_id, now) = match mirror::id_edit(conn, spec, b)? {
+            Some(mirror::IdEdit::Edited { local_id, now }) => (local_id, now),
+            Some(mirror::IdEdit::TakenOver { local_id, other, .. }) => (local_id, Some(other)),
+            None => continue,
+        };
+        id_edits.push(IdEditRow {
+            local_id,
+            id: b.id,
+            now,
+        });
+    }
     let st = sync_state::get(conn, spec.table)?;
     Ok(ResourceStatus {
         resource: spec.table.to_string(),
@@ -190,6 +216,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
             })
             .collect(),
         unknown_ids: mirror::unknown_ids(conn, spec)?,
+        id_edits,
         last_complete_pull: st.last_complete_walk_at.clone(),
         last_error: st.last_error.clone(),
         sync_state: st,
@@ -342,6 +369,24 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
                 "  rows naming an id upstream does not have: {} ({}); set id to NULL to create them, or delete them",
                 s.unknown_ids.len(),
                 shown.join(", ")
+            );
+        }
+        if !s.id_edits.is_empty() {
+            let shown: Vec<String> = s
+                .id_edits
+                .iter()
+                .take(5)
+                .map(|e| {
+                    let now = e.now.map_or("NULL".to_string(), |n| n.to_string());
+                    format!("local_id {} (id {} -> {now})", e.local_id, e.id)
+                })
+                .collect();
+            outln!(
+                "  rows whose id was edited by hand: {} ({}); nothing is pushed for them until the id is put back \
+                 (UPDATE {} SET id = <id> WHERE local_id = <local_id>)",
+                s.id_edits.len(),
+                shown.join(", "),
+                s.resource
             );
         }
         for p in &s.pending {

@@ -2106,8 +2106,23 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
          UPDATE smart_numbers SET id = NULL WHERE id = {smart};
          UPDATE phone_numbers SET id = 99999, description = 'and an edit' WHERE id = {phone};"
     ));
-    // A row now names an id upstream never gave: status asks for a person before any run.
-    assert_eq!(env.restsync(&["status"]).await.code, 65);
+    // Ids edited by hand: status asks for a person before any run, naming the rows.
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 65, "{}", status.stdout);
+    assert_eq!(
+        status
+            .stdout
+            .matches("rows whose id was edited by hand: 1 (")
+            .count(),
+        3,
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains(&format!("(id {smart} -> NULL)")),
+        "{}",
+        status.stdout
+    );
     let run = env.sync_once().await;
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stderr.contains("id was changed from"), "{}", run.stderr);
