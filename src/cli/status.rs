@@ -178,10 +178,14 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
     Ok(ResourceStatus {
         resource: spec.table.to_string(),
         rows: mirror::count_mirror(conn, spec)?,
+        // A row whose id was edited is neither a delete of its record nor a new row.
         pending_local_changes: PendingChanges {
-            creates: changes.creates.len(),
+            creates: changes
+                .creates
+                .len()
+                .saturating_sub(id_edits.iter().filter(|e| e.now.is_none()).count()),
             updates: changes.updates.len(),
-            deletes: changes.deletes.len(),
+            deletes: changes.deletes.len().saturating_sub(id_edits.len()),
         },
         journal: journal::counts(conn, spec.table)?.into_iter().collect(),
         conflicts: sync_state::conflict_count(conn, spec.table)?,

@@ -2123,6 +2123,14 @@ async fn editing_a_rows_id_by_hand_pushes_nothing_and_says_how_to_undo_it() {
         "{}",
         status.stdout
     );
+    let json: Value = serde_json::from_str(&env.restsync(&["status", "--json"]).await.stdout).expect("json");
+    for r in json.as_array().expect("resources") {
+        assert_eq!(
+            r["pending_local_changes"],
+            json!({"creates": 0, "updates": 0, "deletes": 0}),
+            "an id edit is neither a create nor a delete: {r}"
+        );
+    }
     let run = env.sync_once().await;
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stderr.contains("id was changed from"), "{}", run.stderr);
