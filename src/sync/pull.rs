@@ -143,3 +143,6 @@ pub(super) async fn in_scope_unseen(ctx: &ResourceCtx) -> Result<Vec<i64>, SyncE
         })
         .await?)
 }
+
+#[cfg(test)]
+mod tests;

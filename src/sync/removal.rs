@@ -114,3 +114,6 @@ pub(super) fn apply_removals(
         Ok((removed, conflicts))
     })
 }
+
+#[cfg(test)]
+mod tests;
