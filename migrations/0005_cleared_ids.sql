@@ -1,5 +1,5 @@
--- restsync schema, version 5: a cleared id is told apart from a new row, and a restored
--- conflict is restored once.
+-- restsync schema, version 5: a cleared id is told apart from a new row, a restored
+-- conflict is restored once, and rows with unknown ids are found without a scan.
 --
 -- cleared_ids: mirror rows whose `id` someone set to NULL by UPDATE (the tracking triggers
 --   of src/store/tracking.rs keep it: added when an UPDATE clears an id, removed when the
@@ -18,3 +18,8 @@ CREATE TABLE cleared_ids (
 ) WITHOUT ROWID;
 
 ALTER TABLE conflicts ADD COLUMN restored_at TEXT;
+
+-- Rows naming an id upstream never gave are now found through their change marks (kept
+-- until a person settles the row) rather than a scan after every walk: the first push pass
+-- after this upgrade compares every row once and marks them.
+UPDATE change_tracking SET full_check_at = NULL;

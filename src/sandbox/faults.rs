@@ -67,6 +67,9 @@ pub enum FaultAction {
         delete_earlier: usize,
         insert_before: usize,
     },
+    /// A gateway that gives up first: answer nginx's "504 Gateway Time-out" page at once,
+    /// and let the request reach the backend (and commit) this many ms later.
+    GatewayTimeout(u64),
 }
 
 /// Parses `key=value,key=value` (the `restsync sandbox --faults` syntax) into [`Faults`].

@@ -125,6 +125,13 @@ pub(crate) async fn faults(State(shared): State<Arc<Shared>>, req: Request, next
             next.run(req).await
         }
         Some(FaultAction::Truncated) => truncate(next.run(req).await).await,
+        Some(FaultAction::GatewayTimeout(ms)) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                next.run(req).await;
+            });
+            html_page(504)
+        }
         Some(FaultAction::DropAfterCommit) => {
             let resp = next.run(req).await;
             if let Some(conn) = &conn {

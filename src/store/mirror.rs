@@ -296,9 +296,25 @@ pub fn count_mirror(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
 /// Rows naming an upstream id that no base snapshot knows: `(local_id, id)`. After a
 /// complete walk these are ids upstream never gave (typed in by hand). A row that held a
 /// known record is left out: its id was edited, which the push refuses with its own advice.
+///
+/// Such rows come only from edits, which the triggers mark (and the push pass keeps those
+/// marks), so only marked rows are looked at: no scan of the mirror after every walk.
 pub fn unknown_ids(conn: &Connection, spec: &ResourceSpec) -> Result<Vec<(i64, i64)>> {
+    unknown_ids_where(
+        conn,
+        spec,
+        "m.local_id IN (SELECT key FROM changed_rows WHERE resource = ?1 AND kind = 'local_id')",
+    )
+}
+
+/// [`unknown_ids`] by a scan of the whole mirror (the daily full check, which marks them).
+fn unknown_ids_scan(conn: &Connection, spec: &ResourceSpec) -> Result<Vec<(i64, i64)>> {
+    unknown_ids_where(conn, spec, "?1 IS NOT NULL")
+}
+
+fn unknown_ids_where(conn: &Connection, spec: &ResourceSpec, rows: &str) -> Result<Vec<(i64, i64)>> {
     let q = format!(
-        "SELECT m.local_id, m.id FROM {t} m WHERE m.id IS NOT NULL \
+        "SELECT m.local_id, m.id FROM {t} m WHERE {rows} AND m.id IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM {b} b WHERE b.id = m.id) \
          AND NOT EXISTS (SELECT 1 FROM {b} b WHERE b.local_id = m.local_id) ORDER BY m.local_id",
         t = spec.table,
@@ -306,7 +322,7 @@ pub fn unknown_ids(conn: &Connection, spec: &ResourceSpec) -> Result<Vec<(i64, i
     );
     let rows = conn
         .prepare_cached(&q)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([spec.table], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
@@ -346,6 +362,9 @@ pub struct Checked {
     pub changes: LocalChanges,
     pub local_ids: HashSet<i64>,
     pub ids: HashSet<i64>,
+    /// Rows naming an id no base snapshot knows (typed in by hand): their marks are kept,
+    /// so [`unknown_ids`] finds them without a scan of the mirror.
+    pub unknown: Vec<i64>,
 }
 
 /// Compares the marked rows with their base snapshots: O(marks) point lookups, the same
@@ -376,10 +395,13 @@ pub fn changes_of(conn: &Connection, spec: &ResourceSpec, marks: &[Mark]) -> Res
             None => checked.changes.creates.push(row),
             Some(id) => {
                 checked.ids.insert(id);
-                if let Some(base) = base_by_id(conn, spec, id)? {
-                    if !spec.changed_writable(&row.values, &base.values).is_empty() {
-                        checked.changes.updates.push((row, base));
+                match base_by_id(conn, spec, id)? {
+                    Some(base) => {
+                        if !spec.changed_writable(&row.values, &base.values).is_empty() {
+                            checked.changes.updates.push((row, base));
+                        }
                     }
+                    None => checked.unknown.push(local_id),
                 }
             }
         }
@@ -432,7 +454,12 @@ pub fn mark_all_changes(conn: &Connection, spec: &ResourceSpec) -> Result<usize>
         .iter()
         .map(|m| Mark::Row(m.local_id))
         .chain(changes.updates.iter().map(|(m, _)| Mark::Row(m.local_id)))
-        .chain(changes.deletes.iter().map(|b| Mark::Upstream(b.id)));
+        .chain(changes.deletes.iter().map(|b| Mark::Upstream(b.id)))
+        .chain(
+            unknown_ids_scan(conn, spec)?
+                .into_iter()
+                .map(|(l, _)| Mark::Row(l)),
+        );
     let mut missed = 0;
     for m in marks {
         if tracking::mark(conn, spec.table, m)? {

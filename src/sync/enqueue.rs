@@ -157,7 +157,10 @@ pub(super) fn enqueue(
                 look.extend(e.upstream_id.map(Mark::Upstream));
             }
             let checked = mirror::changes_of(tx, spec, &look)?;
-            let waiting = journal_changes(tx, spec, scope, &checked)?;
+            let mut waiting = journal_changes(tx, spec, scope, &checked)?;
+            // A row with an id upstream never gave stays marked until a person settles it,
+            // so the check after each walk finds it without a scan.
+            waiting.extend(checked.unknown.iter().map(|&l| Mark::Row(l)));
             tracking::clear(tx, spec.table, &marks)?;
             tracking::keep(tx, spec.table, &waiting)?;
             Ok((marks.last().copied(), marks.len() == BATCH))

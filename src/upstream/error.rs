@@ -67,6 +67,11 @@ impl UpstreamError {
             // body): it may or may not have been done. Treated like an unanswered request,
             // so a lagging list has the same time to show the record before a re-send.
             UpstreamError::Malformed { .. } => WriteEffect::MayStillBeInProgress,
+            // A gateway's 502/503/504 (nginx after its own timeout, say) ends only the
+            // gateway's wait: the backend behind it may still be working on the request.
+            UpstreamError::Http {
+                status: 502..=504, ..
+            } => WriteEffect::MayStillBeInProgress,
             // An answered 5xx: the request is over, but it may have done its work first.
             UpstreamError::Http { status, .. } if *status >= 500 => WriteEffect::MayHaveHappened,
             UpstreamError::Http { .. } | UpstreamError::Api { .. } => WriteEffect::None,

@@ -2398,6 +2398,38 @@ async fn a_lost_create_answer_under_a_lagging_list_is_not_sent_twice() {
     env.assert_converged();
 }
 
+/// A gateway's 504 ends only the gateway's wait: the backend behind it may make the record
+/// later. The create is looked for once the request could no longer be in progress (as an
+/// unanswered one), so its late record is found, not created a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_answered_504_by_a_gateway_is_not_sent_twice() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    env.exec("INSERT INTO phone_numbers (contact_id, type, number, description) VALUES (1935038, 2, '0933 504 504', 'behind a gateway')");
+    env.control.push_scripted(scripted(
+        "POST",
+        Kind::PhoneNumbers,
+        FaultAction::GatewayTimeout(2500),
+        1,
+    ));
+    // The backend commits 2.5 s after the 504: past the list's lag (1 s), within the
+    // request timeout (3 s).
+    let started = Instant::now();
+    let run = env.sync_once().await;
+    assert!(matches!(run.code, 0 | 75), "{}", run.stderr);
+    if let Some(left) = Duration::from_millis(2700).checked_sub(started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    sync_until_ok(&env, 3).await;
+    let made = upstream_where(&env, Kind::PhoneNumbers, "number", &json!("0933 504 504"));
+    assert_eq!(made.len(), 1, "one INSERT, {} records: {made:#?}", made.len());
+    assert_eq!(
+        env.count("SELECT count(*) FROM phone_numbers WHERE number = '0933 504 504'"),
+        1
+    );
+    env.assert_converged();
+}
+
 /// During an outage whose lookups keep failing, an unresolved create is bounded too: past
 /// `sync.identify_timeout_secs` it waits for a person (65) and is still not sent again.
 #[tokio::test(flavor = "multi_thread")]
