@@ -2352,9 +2352,12 @@ async fn a_row_inserted_with_an_unknown_id_is_reported_not_ignored() {
     env.exec(
         "INSERT INTO phone_numbers (id, contact_id, type, number, description) VALUES (777777, 1935038, 2, '0912 777 777', 'explicit id')",
     );
-    let run = env.sync_once().await;
-    assert_eq!(run.code, 65, "{}", run.stderr);
-    assert!(run.stderr.contains("id 777777"), "{}", run.stderr);
+    // Reported by every run until a person settles it, not only the first.
+    for _ in 0..2 {
+        let run = env.sync_once().await;
+        assert_eq!(run.code, 65, "{}", run.stderr);
+        assert!(run.stderr.contains("id 777777"), "{}", run.stderr);
+    }
     let status = env.restsync(&["status"]).await;
     assert_eq!(status.code, 65, "{}", status.stdout);
     assert!(
