@@ -14,6 +14,8 @@ mod removal;
 mod report;
 mod resolve;
 mod retry;
+#[cfg(test)]
+mod testkit;
 mod walk;
 mod writeback;
 

@@ -335,6 +335,8 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
                 }
                 Ok(Prepared::Settled(Settled::Stale)) => return Ok(Executed::Stale),
                 Ok(Prepared::Settled(_)) => return Ok(Executed::Settled),
+                // Stopping before the record could be fetched: nothing was sent.
+                Err(SyncError::Upstream(UpstreamError::NotStarted)) => return Ok(Executed::Pending),
                 Err(SyncError::Upstream(e)) if e.is_retryable() => {
                     return Ok(retry_later(ctx, &entry, &e, attempt, false).await?.0);
                 }
@@ -347,6 +349,10 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
                 seq: entry.seq,
                 message: e.to_string(),
             })?;
+        // The stop may have come while the record was being fetched: nothing starts now.
+        if ctx.shutdown.is_cancelled() {
+            return Ok(Executed::Pending);
+        }
         let seq = entry.seq;
         ctx.db
             .call(move |s| journal::advance(s.conn(), seq, &Event::Send))
@@ -558,3 +564,6 @@ async fn send(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

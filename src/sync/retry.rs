@@ -54,6 +54,9 @@ impl RetryPolicy {
     {
         let mut attempt = 0;
         loop {
+            if self.stop.is_cancelled() {
+                return Err(UpstreamError::NotStarted);
+            }
             let result = op().await;
             let e = match result {
                 Ok(v) => return Ok(v),
@@ -179,6 +182,21 @@ mod tests {
             started.elapsed() < Duration::from_secs(5),
             "slept through the stop"
         );
+    }
+
+    #[tokio::test]
+    async fn after_the_stop_no_request_starts_at_all() {
+        let retry = policy(3, Duration::from_millis(10));
+        retry.stop.cancel();
+        let calls = AtomicU32::new(0);
+        let result = retry
+            .run("t", || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), UpstreamError>(()) }
+            })
+            .await;
+        assert!(matches!(result, Err(UpstreamError::NotStarted)), "{result:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum UpstreamError {
         message: String,
         maybe_sent: bool,
     },
+    /// Never sent: restsync was stopping (no request starts after the stop signal).
+    #[error("not sent: restsync is stopping")]
+    NotStarted,
     /// A success status with a body that is not what the API documents.
     #[error("{upstream} sent a malformed answer: {message}")]
     Malformed { upstream: &'static str, message: String },
@@ -52,7 +55,9 @@ impl UpstreamError {
             // Plusofon's bodies carry their own code; "User not found" comes as code 500, so
             // only a rate-limit code is taken as passing.
             UpstreamError::Api { code, .. } => *code == 429 || *code == 503,
-            UpstreamError::Transport { .. } | UpstreamError::Malformed { .. } => true,
+            UpstreamError::Transport { .. } | UpstreamError::Malformed { .. } | UpstreamError::NotStarted => {
+                true
+            }
         }
     }
 
@@ -62,7 +67,7 @@ impl UpstreamError {
             // A timeout or a connection dropped after sending: upstream may still be
             // working on it.
             UpstreamError::Transport { maybe_sent: true, .. } => WriteEffect::MayStillBeInProgress,
-            UpstreamError::Transport { .. } => WriteEffect::None,
+            UpstreamError::Transport { .. } | UpstreamError::NotStarted => WriteEffect::None,
             // A success status whose body we could not read (a proxy's page, a truncated
             // body): it may or may not have been done. Treated like an unanswered request,
             // so a lagging list has the same time to show the record before a re-send.
