@@ -66,7 +66,7 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, c
         let new_settings = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break None,
-                Some(()) = reload.recv() => match reload_config(&config_path) {
+                Some(()) = reload.recv() => match reload_config(&config_path, &settings) {
                     Some(s) => break Some(s),
                     None => continue,
                 },
@@ -113,9 +113,18 @@ pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, c
 }
 
 /// The new configuration, if it validates and the database can take its resource
-/// definitions (a new one's tables are created here, before the switch).
-fn reload_config(path: &Path) -> Option<Settings> {
+/// definitions (a new one's tables are created here, before the switch). The database
+/// itself cannot change: the service holds its writer lock from the start.
+fn reload_config(path: &Path, running: &Settings) -> Option<Settings> {
     let loaded = config::load(path).map_err(|e| e.to_string()).and_then(|s| {
+        if s.database_path != running.database_path {
+            return Err(format!(
+                "database.path changed from {} to {}: a running service keeps the database (and the writer lock) \
+                 it started with; restart it to use another",
+                running.database_path.display(),
+                s.database_path.display()
+            ));
+        }
         Store::open_for(&s.database_path, &s.kinds())
             .map(|_| s)
             .map_err(|e| format!("invalid configuration {}: {e}", path.display()))

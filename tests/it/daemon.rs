@@ -338,6 +338,16 @@ async fn sighup_with_a_broken_config_keeps_the_running_one() {
     })
     .await;
 
+    // Another database is refused too: the service holds the one it started with (and its
+    // writer lock); nothing is created at the new path.
+    let other = env.dir.path().join("other.db");
+    let db = env.db_path.display().to_string();
+    std::fs::write(&env.config, good.replace(&db, &other.display().to_string())).expect("move db");
+    daemon.signal("-HUP");
+    let line = daemon.logged("reload refused", Duration::from_secs(10)).await;
+    assert!(line.contains("database.path changed"), "{line}");
+    assert!(!other.exists(), "a database was opened at the new path");
+
     // A valid new configuration is taken.
     std::fs::write(&env.config, &good).expect("restore config");
     daemon.signal("-HUP");
