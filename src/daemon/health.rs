@@ -42,6 +42,18 @@ impl Health {
         }
     }
 
+    /// The resources the service runs: each counts from the start, so one whose first
+    /// cycle has not finished (a slow walk during an outage, say) keeps `/healthz` at 503
+    /// instead of being left out; resources no longer configured are dropped.
+    pub fn expect(&self, kinds: &[ResourceKind]) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.retain(|k, _| kinds.contains(k));
+            for kind in kinds {
+                map.entry(*kind).or_default();
+            }
+        }
+    }
+
     /// Records when the resource's next scheduled walk runs.
     pub fn set_next_walk(&self, kind: ResourceKind, at: String) {
         if let Ok(mut map) = self.inner.lock() {
@@ -75,7 +87,7 @@ impl Health {
             match failing {
                 Some(p) => text.push_str(&format!("{kind}: failing: {p}{next}\n")),
                 None if ok => text.push_str(&format!("{kind}: ok{next}\n")),
-                None => text.push_str(&format!("{kind}: no full cycle yet{next}\n")),
+                None => text.push_str(&format!("{kind}: first cycle not finished yet{next}\n")),
             }
         }
         (healthy, text)
@@ -124,6 +136,25 @@ pub async fn serve(addr: SocketAddr, health: Health, shutdown: CancellationToken
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resource_whose_first_cycle_has_not_finished_is_not_healthy() {
+        let health = Health::default();
+        health.expect(&[ResourceKind::PHONE_NUMBERS, ResourceKind::ADDRESSES]);
+        health.set(ResourceKind::PHONE_NUMBERS, true, true, None);
+        let (healthy, text) = health.report();
+        assert!(!healthy, "{text}");
+        assert_eq!(
+            text,
+            "phone_numbers: ok\naddresses: first cycle not finished yet\n"
+        );
+        health.set(ResourceKind::ADDRESSES, true, true, None);
+        assert!(health.report().0);
+        // A resource taken out of the configuration no longer counts.
+        health.set(ResourceKind::ADDRESSES, true, false, Some("down".into()));
+        health.expect(&[ResourceKind::PHONE_NUMBERS]);
+        assert_eq!(health.report(), (true, "phone_numbers: ok\n".to_string()));
+    }
 
     #[test]
     fn the_report_says_each_resources_state_and_next_walk() {

@@ -158,6 +158,7 @@ async fn start(
         .map_err(|e| (EXIT_CONFIG, e.to_string()))?
         .with_shutdown(token.clone());
     let engine = Arc::new(engine);
+    health.expect(&settings.kinds());
     let (changes, _) = tokio::sync::broadcast::channel(16);
     let mut tasks = JoinSet::new();
     tasks.spawn(watch::run(
