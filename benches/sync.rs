@@ -130,6 +130,43 @@ fn written(m: &Measured) -> u64 {
 
 /// The floor: fetch the same pages (same concurrency), parse them, bulk insert the rows
 /// into SQLite, with nothing else.
+/// The least a walk costs: every page fetched (same concurrency) and parsed, nothing
+/// written. Neither API can list only what changed, so a cycle that sees upstream's state
+/// pays at least this.
+async fn fetch_floor(bench: &Bench, rows: usize) -> f64 {
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/phone-number", bench.sandbox.firstline_url());
+    let token = format!("Bearer {}", bench.opts.firstline_token);
+    use futures::StreamExt;
+    let mut stream = futures::stream::iter(1..=rows.div_ceil(100))
+        .map(|p| {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                let body = client
+                    .get(&url)
+                    .query(&[("page", p.to_string()), ("per_page", "100".to_string())])
+                    .header("Authorization", token)
+                    .send()
+                    .await
+                    .expect("page")
+                    .bytes()
+                    .await
+                    .expect("body");
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json")["data"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
+        })
+        .buffered(4);
+    let mut records = 0;
+    while let Some(n) = stream.next().await {
+        records += n.expect("task");
+    }
+    assert_eq!(records, rows, "fetch floor saw every record");
+    started.elapsed().as_secs_f64()
+}
+
 async fn floor(bench: &Bench, rows: usize) -> f64 {
     let db = bench.dir.path().join("floor.db");
     let started = Instant::now();
@@ -229,6 +266,15 @@ async fn pull_benches(report: &mut Report, sizes: &[usize]) {
             format!("{f:.2}"),
             format!("{:.0}", rows as f64 / f),
             rows.to_string(),
+            "-".into(),
+        ]);
+        let f = fetch_floor(&bench, rows).await;
+        report.row(&[
+            rows.to_string(),
+            "floor: fetch + parse only (what any walk costs)".into(),
+            format!("{f:.2}"),
+            format!("{:.0}", rows as f64 / f),
+            "0".into(),
             "-".into(),
         ]);
         let config = bench.config(4, "");

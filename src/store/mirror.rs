@@ -327,6 +327,12 @@ fn unknown_ids_where(conn: &Connection, spec: &ResourceSpec, rows: &str) -> Resu
     Ok(rows)
 }
 
+/// Whether any base snapshot exists (without counting them all).
+pub fn has_base(conn: &Connection, spec: &ResourceSpec) -> Result<bool> {
+    let q = format!("SELECT EXISTS (SELECT 1 FROM {})", spec.base_table);
+    Ok(conn.query_row(&q, [], |r| r.get(0))?)
+}
+
 pub fn count_base(conn: &Connection, spec: &ResourceSpec) -> Result<i64> {
     let q = format!("SELECT count(*) FROM {}", spec.base_table);
     Ok(conn.query_row(&q, [], |r| r.get(0))?)

@@ -285,6 +285,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // Bounded page cache: memory stays flat however large the mirror grows. Temporary
     // tables (a walk's seen ids) spill to a file rather than to memory for the same reason.
     conn.pragma_update(None, "cache_size", -8000)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
     Ok(())
 }
 

@@ -20,11 +20,17 @@ pub async fn pull(ctx: &ResourceCtx) -> Result<PullStats, SyncError> {
         .call(move |s| sync_state::walk_started(s.conn(), resource))
         .await?;
     let mut stats = PullStats::default();
+    // Into an empty mirror, every base snapshot a single walk leaves is one it saw: no
+    // scan for records it missed (the first pull of a large account skips reading it all).
+    let empty = !ctx.db.call(move |s| mirror::has_base(s.conn(), spec)).await?;
 
     let mut walk = run_walk(ctx, false, &mut stats, None).await?;
     // Completeness gates removals only: a walk that churned (records added or moved while
     // it ran) but saw every record the mirror knows needs no second walk.
-    let mut candidates = in_scope_unseen(ctx).await?;
+    let mut candidates = match empty {
+        true => Vec::new(),
+        false => in_scope_unseen(ctx).await?,
+    };
     // A GET settles a few absences whatever the walks saw; only beyond that (or without a
     // GET endpoint) does a removal need a walk that listed everything. Walking again first
     // still pays: it brings in what the churn hid from this walk.
