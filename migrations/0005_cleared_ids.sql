@@ -1,5 +1,6 @@
 -- restsync schema, version 5: a cleared id is told apart from a new row, a restored
--- conflict is restored once, and rows with unknown ids are found without a scan.
+-- conflict is restored once, rows with unknown ids are found without a scan, and an
+-- interrupted request settles by the timeout it was sent with.
 --
 -- cleared_ids: mirror rows whose `id` someone set to NULL by UPDATE (the tracking triggers
 --   of src/store/tracking.rs keep it: added when an UPDATE clears an id, removed when the
@@ -23,3 +24,8 @@ ALTER TABLE conflicts ADD COLUMN restored_at TEXT;
 -- until a person settles the row) rather than a scan after every walk: the first push pass
 -- after this upgrade compares every row once and marks them.
 UPDATE change_tracking SET full_check_at = NULL;
+
+-- journal.sent_timeout_ms: the request timeout in force when the entry was last sent. A
+--   request cut off by a crash settles after this long (plus the list lag) even when the
+--   configuration was shortened before the restart: the request may run that long upstream.
+ALTER TABLE journal ADD COLUMN sent_timeout_ms INTEGER;

@@ -354,8 +354,15 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
             return Ok(Executed::Pending);
         }
         let seq = entry.seq;
+        let timeout = ctx.settings.sync.request_timeout;
         ctx.db
-            .call(move |s| journal::advance(s.conn(), seq, &Event::Send))
+            .call(move |s| {
+                s.write(|tx| {
+                    let stage = journal::advance(tx, seq, &Event::Send)?;
+                    journal::set_sent_timeout(tx, seq, timeout)?;
+                    Ok(stage)
+                })
+            })
             .await?;
         let started = chrono::Utc::now();
         let result = send(ctx, &entry, &payload, &sent).await;

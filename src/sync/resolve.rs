@@ -52,8 +52,16 @@ pub(super) async fn claim_abandoned(ctx: &ResourceCtx) -> Result<(), SyncError> 
     let entries = ctx.db.call(move |s| journal::active(s.conn(), resource)).await?;
     for e in entries.into_iter().filter(|e| e.stage == Stage::Sending) {
         let began = parse_time(&e.updated_at).unwrap_or_else(chrono::Utc::now);
-        let settle = settle_at(ctx, began);
         let seq = e.seq;
+        // The request may run upstream as long as the timeout it was sent with, even if
+        // the configuration shortened it before this start.
+        let sent_with = ctx.db.call(move |s| journal::sent_timeout(s.conn(), seq)).await?;
+        let timeout = sent_with.map_or(ctx.settings.sync.request_timeout, |t| {
+            t.max(ctx.settings.sync.request_timeout)
+        });
+        let settle = (began
+            + chrono::Duration::from_std(timeout + ctx.settings.sync.list_lag).unwrap_or_default())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         ctx.db
             .call(move |s| journal::advance(s.conn(), seq, &Event::Abandoned { settle_at: &settle }))
             .await?;

@@ -301,6 +301,24 @@ pub fn has_active(conn: &Connection, resource: &str) -> Result<bool> {
         .query_row([resource], |r| r.get(0))?)
 }
 
+/// Records the request timeout an entry is being sent with (see `sent_timeout`).
+pub fn set_sent_timeout(conn: &Connection, seq: i64, timeout: std::time::Duration) -> Result<()> {
+    conn.prepare_cached("UPDATE journal SET sent_timeout_ms = ?2 WHERE seq = ?1")?
+        .execute(params![seq, timeout.as_millis() as i64])?;
+    Ok(())
+}
+
+/// The request timeout entry `seq` was last sent with, if recorded: a request cut off by a
+/// crash may run upstream that long, whatever the configuration says after the restart.
+pub fn sent_timeout(conn: &Connection, seq: i64) -> Result<Option<std::time::Duration>> {
+    let ms: Option<i64> = conn
+        .prepare_cached("SELECT sent_timeout_ms FROM journal WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(ms.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)))
+}
+
 /// In the `last_error` of a change refused because a row now holds another row's record
 /// (ids moved between rows): only a person can say which record the row is.
 pub const IDS_MOVED: &str = "restsync cannot tell whether";

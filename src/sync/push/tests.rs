@@ -55,3 +55,51 @@ async fn a_stop_during_the_fetch_before_write_starts_no_write() {
         .unwrap();
     assert_eq!((stage, attempts), (Stage::Queued, 0));
 }
+
+/// A create cut off by a crash settles by the timeout it was sent with: a restart whose
+/// configuration shortened `request_timeout_secs` must not look it up (and re-send it)
+/// while the old request may still run upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_create_settles_by_the_timeout_it_was_sent_with() {
+    let s = setup(5).await;
+    let seq = s
+        .engine
+        .db()
+        .call(|st| {
+            st.write(|tx| {
+                let seq = journal::insert(
+                    tx,
+                    &journal::NewEntry {
+                        resource: "phone_numbers",
+                        op: Op::Create,
+                        local_id: Some(1),
+                        upstream_id: None,
+                        payload: "{}",
+                        row_values: "{}",
+                    },
+                )?;
+                journal::advance(tx, seq, &Event::Send)?;
+                // Sent by a process whose timeout was a minute.
+                journal::set_sent_timeout(tx, seq, Duration::from_secs(60))?;
+                Ok(seq)
+            })
+        })
+        .await
+        .unwrap();
+    let ctx = s.ctx();
+    assert_eq!(ctx.settings.sync.request_timeout, Duration::from_secs(3));
+    resolve::claim_abandoned(&ctx).await.unwrap();
+    let entry = s
+        .engine
+        .db()
+        .call(move |st| Ok(journal::get(st.conn(), seq)?.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(entry.stage, Stage::Unknown);
+    let settle = chrono::DateTime::parse_from_rfc3339(entry.settle_at.as_deref().unwrap()).unwrap();
+    let lag = chrono::Duration::from_std(ctx.settings.sync.list_lag).unwrap();
+    assert!(
+        settle > chrono::Utc::now() + chrono::Duration::seconds(55) + lag,
+        "settles at {settle}, by today's 3 s timeout"
+    );
+}
