@@ -21,10 +21,22 @@ struct LastOutcome {
 }
 
 /// The last outcome of every resource: healthy when its last cycle (and any push since)
-/// succeeded.
-#[derive(Clone, Default)]
+/// succeeded. Whoever holds a clone can also wait for the next pass to finish.
+#[derive(Clone)]
 pub struct Health {
     inner: Arc<Mutex<BTreeMap<ResourceKind, LastOutcome>>>,
+    /// Counts finished passes (cycles and push passes), so a driver awaits one instead of
+    /// polling.
+    passes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            inner: Default::default(),
+            passes: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
 }
 
 impl Health {
@@ -40,6 +52,27 @@ impl Health {
                 entry.push = Some((ok, problem));
             }
         }
+        self.passes.send_modify(|n| *n += 1);
+    }
+
+    /// Notified each time a cycle or a push pass of any resource finishes.
+    pub fn passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.passes.subscribe()
+    }
+
+    /// Waits, up to `within`, until `done` holds after a finished pass (or already holds).
+    /// Returns whether it did.
+    pub async fn until(&self, within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+        let mut passes = self.passes();
+        let wait = async {
+            while !done() {
+                if passes.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(within, wait).await.unwrap_or(false)
     }
 
     /// The resources the service runs: each counts from the start, so one whose first

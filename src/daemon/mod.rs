@@ -26,8 +26,11 @@ use crate::exit::{CONFIG as EXIT_CONFIG, FATAL as EXIT_FATAL, OK as EXIT_OK};
 /// `config_path` on every `control.reload` message. The CLI passes the process's signals
 /// ([`Control::from_signals`]); tests drive it directly.
 pub async fn run(config_path: PathBuf, settings: Settings, opts: CycleOptions, control: Control) -> i32 {
-    let Control { shutdown, mut reload } = control;
-    let health = Health::default();
+    let Control {
+        shutdown,
+        mut reload,
+        health,
+    } = control;
     crate::telemetry::install();
     let mut registered: Vec<&'static str> = settings.resources.iter().map(|r| r.kind.name()).collect();
     crate::telemetry::register(&registered);

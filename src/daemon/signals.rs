@@ -11,6 +11,9 @@ pub struct Control {
     pub shutdown: CancellationToken,
     /// One message per reload request.
     pub reload: mpsc::Receiver<()>,
+    /// What the service reports (`/healthz`, STATUS=); a driver may keep a clone to await
+    /// finished passes.
+    pub health: super::Health,
 }
 
 impl Control {
@@ -19,7 +22,11 @@ impl Control {
     pub fn from_signals() -> Control {
         let shutdown = CancellationToken::new();
         let reload = spawn(shutdown.clone());
-        Control { shutdown, reload }
+        Control {
+            shutdown,
+            reload,
+            health: super::Health::default(),
+        }
     }
 }
 

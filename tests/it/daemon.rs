@@ -591,17 +591,20 @@ async fn a_reload_during_a_slow_create_never_duplicates_it() {
     assert_eq!(daemon.stop().await, 0);
 }
 
-/// The service in-process: `daemon::run` driven by its `Control`, no process, no signals.
+/// The service in-process: `daemon::run` driven by its `Control` (no process, no signals),
+/// each step awaited as the pass that does it finishes (no sleeps, no polling).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_runs_reloads_and_stops_under_its_control() {
     let env = Env::start(20).await;
     daemon_config(&env, free_port(), "");
     let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let health = restsync::daemon::Health::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
     let control = restsync::daemon::Control {
         shutdown: shutdown.clone(),
         reload: reload_rx,
+        health: health.clone(),
     };
     let service = tokio::spawn(restsync::daemon::run(
         env.config.clone(),
@@ -609,26 +612,32 @@ async fn the_service_runs_reloads_and_stops_under_its_control() {
         restsync::sync::CycleOptions::default(),
         control,
     ));
-    // Polls tolerate a database whose schema is still being created.
-    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+    let within = Duration::from_secs(20);
+    assert!(
+        health.until(within, || health.report().0).await,
+        "first cycles: {}",
+        health.summary()
+    );
     assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), 20);
     let id = env.upstream_ids(Kind::PhoneNumbers)[4];
+    let description =
+        |env: &Env| env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"].clone();
     env.exec(&format!(
         "UPDATE phone_numbers SET description = 'in-process' WHERE id = {id}"
     ));
-    eventually(Duration::from_secs(10), "edit pushed", || {
-        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"] == "in-process"
-    })
-    .await;
+    assert!(
+        health.until(within, || description(&env) == "in-process").await,
+        "edit pushed"
+    );
     // A reload restarts the schedulers with the (same) configuration; the service goes on.
     reload.send(()).await.expect("reload");
     env.exec(&format!(
         "UPDATE phone_numbers SET description = 'after reload' WHERE id = {id}"
     ));
-    eventually(Duration::from_secs(10), "edit pushed after the reload", || {
-        env.control.get(Kind::PhoneNumbers, id).expect("phone")["description"] == "after reload"
-    })
-    .await;
+    assert!(
+        health.until(within, || description(&env) == "after reload").await,
+        "edit pushed after the reload"
+    );
     shutdown.cancel();
     let code = tokio::time::timeout(Duration::from_secs(10), service)
         .await
@@ -714,6 +723,7 @@ async fn a_walk_that_failed_transiently_is_tried_again_without_waiting_for_the_t
         ..Default::default()
     });
     let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let health = restsync::daemon::Health::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (_reload, reload_rx) = tokio::sync::mpsc::channel(1);
     let service = tokio::spawn(restsync::daemon::run(
@@ -723,28 +733,23 @@ async fn a_walk_that_failed_transiently_is_tried_again_without_waiting_for_the_t
         restsync::daemon::Control {
             shutdown: shutdown.clone(),
             reload: reload_rx,
+            health: health.clone(),
         },
     ));
-    eventually(Duration::from_secs(30), "the first walk fails", || {
-        env.db_path.exists()
-            && env
-                .db()
-                .query_row(
-                    "SELECT count(*) FROM sync_state WHERE last_error IS NOT NULL",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .unwrap_or(0)
-                == 3
-    })
-    .await;
+    let within = Duration::from_secs(30);
+    let failing = || health.summary().matches("failing").count() == 3;
+    assert!(
+        health.until(within, failing).await,
+        "the first walks fail: {}",
+        health.summary()
+    );
     env.control.set_faults(Default::default());
-    eventually(
-        Duration::from_secs(30),
-        "walked again after upstream recovered",
-        || walked_all(&env),
-    )
-    .await;
+    assert!(
+        health.until(within, || health.report().0).await,
+        "walked again after upstream recovered: {}",
+        health.summary()
+    );
+    assert!(walked_all(&env));
     assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), 10);
     shutdown.cancel();
     let code = tokio::time::timeout(Duration::from_secs(10), service)

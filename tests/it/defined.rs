@@ -544,7 +544,6 @@ async fn check_tells_of_changes_waiting_in_a_resource_no_longer_defined() {
 /// that removes a column is refused and the running definition keeps syncing.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_one() {
-    use crate::daemon::eventually;
     use std::time::Duration;
     let grown = "[[resources.emails_live.columns]]\nname = \"label\"\ntype = \"text\"\nfrom = \"meta.label\"\nwritable = true\n";
     let env = start("emails_live", grown, 6).await;
@@ -560,6 +559,7 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
     };
     write("");
     let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+    let health = restsync::daemon::Health::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
     let service = tokio::spawn(restsync::daemon::run(
@@ -569,17 +569,17 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
         restsync::daemon::Control {
             shutdown: shutdown.clone(),
             reload: reload_rx,
+            health: health.clone(),
         },
     ));
-    let rows = |env: &Env| {
-        env.db_path.exists()
-            && env
-                .db()
-                .query_row("SELECT count(*) FROM emails_live", [], |r| r.get::<_, i64>(0))
-                .unwrap_or(0)
-                == 6
-    };
-    eventually(Duration::from_secs(20), "first walk", || rows(&env)).await;
+    // Each step is awaited as the pass that does it finishes: no sleeps, no polling.
+    let within = Duration::from_secs(20);
+    assert!(
+        health.until(within, || health.report().0).await,
+        "first walk: {}",
+        health.summary()
+    );
+    assert_eq!(env.count("SELECT count(*) FROM emails_live"), 6);
     // Its metrics are a built-in's: the same series, labelled with its name.
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .await
@@ -598,34 +598,35 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
     write(grown);
     reload.send(()).await.expect("reload");
     let has_label = |env: &Env| env.db().prepare("SELECT label FROM emails_live LIMIT 1").is_ok();
-    eventually(Duration::from_secs(20), "column added on reload", || {
-        has_label(&env)
-    })
-    .await;
-    eventually(
-        Duration::from_secs(10),
-        "the scheduler restarted with the new definition",
-        || {
-            env.exec("UPDATE emails_live SET label = 'live' WHERE id = 2");
-            upstream_by_id(&env, "emails_live")[&2]["meta"]["label"] == "live"
-        },
-    )
-    .await;
+    // The reload adds the column before the new schedulers start; their first walks mark
+    // the service healthy again.
+    assert!(
+        health.until(within, || has_label(&env)).await,
+        "column added on reload"
+    );
+    env.exec("UPDATE emails_live SET label = 'live' WHERE id = 2");
+    assert!(
+        health
+            .until(within, || upstream_by_id(&env, "emails_live")[&2]["meta"]
+                ["label"]
+                == "live")
+            .await,
+        "the scheduler restarted with the new definition"
+    );
 
     // Shrinking is refused; the running (grown) definition goes on syncing.
     write("");
     reload.send(()).await.expect("reload");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     env.exec("UPDATE emails_live SET label = 'still', email = 'still@x.test' WHERE id = 3");
-    eventually(
-        Duration::from_secs(10),
-        "edit pushed after the refused reload",
-        || {
-            let r = &upstream_by_id(&env, "emails_live")[&3];
-            r["meta"]["label"] == "still" && r["email"] == "still@x.test"
-        },
-    )
-    .await;
+    assert!(
+        health
+            .until(within, || {
+                let r = &upstream_by_id(&env, "emails_live")[&3];
+                r["meta"]["label"] == "still" && r["email"] == "still@x.test"
+            })
+            .await,
+        "edit pushed after the refused reload"
+    );
     assert!(has_label(&env), "the column and its data stay");
     shutdown.cancel();
     let code = tokio::time::timeout(Duration::from_secs(10), service)
