@@ -128,6 +128,60 @@ impl Daemon {
     }
 }
 
+/// The service in-process: `daemon::run` on the env's configuration, driven by its
+/// `Control` (no process, no signals); its `Health` tells when passes finish.
+pub(crate) struct InProcess {
+    pub health: restsync::daemon::Health,
+    pub reload: tokio::sync::mpsc::Sender<()>,
+    shutdown: tokio_util::sync::CancellationToken,
+    service: tokio::task::JoinHandle<i32>,
+}
+
+impl InProcess {
+    pub(crate) fn start(env: &Env) -> InProcess {
+        let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
+        let health = restsync::daemon::Health::default();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
+        let service = tokio::spawn(restsync::daemon::run(
+            env.config.clone(),
+            settings,
+            restsync::sync::CycleOptions::default(),
+            restsync::daemon::Control {
+                shutdown: shutdown.clone(),
+                reload: reload_rx,
+                health: health.clone(),
+            },
+        ));
+        InProcess {
+            health,
+            reload,
+            shutdown,
+            service,
+        }
+    }
+
+    /// Waits until `done` holds after a finished pass (20 s at most).
+    pub(crate) async fn until(&self, what: &str, done: impl FnMut() -> bool) {
+        let ok = self.health.until(Duration::from_secs(20), done).await;
+        assert!(ok, "{what}: not within 20 s ({})", self.health.summary());
+    }
+
+    /// Waits until every resource's last pass succeeded.
+    pub(crate) async fn healthy(&self, what: &str) {
+        let health = self.health.clone();
+        self.until(what, move || health.report().0).await;
+    }
+
+    pub(crate) async fn stop(self) -> i32 {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.service)
+            .await
+            .expect("stops")
+            .expect("task")
+    }
+}
+
 /// Polls `cond` until it holds or `within` passes; returns how long it took.
 pub(crate) async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -422,9 +476,8 @@ async fn journal_retries_run_when_due_not_on_the_schedule() {
         "schedule = \"0 0 * * * *\"\nmax_attempts_per_run = 2",
     );
     std::fs::write(&env.config, text).expect("config");
-    let daemon = spawn_daemon(&env, metrics_port);
-    daemon.notified("READY=1", Duration::from_secs(20)).await;
-    eventually(Duration::from_secs(20), "first walk", || walked_all(&env)).await;
+    let service = InProcess::start(&env);
+    service.healthy("first walk").await;
 
     // The first push pass fails twice (its attempts), the entry waits, then goes through.
     env.control.push_scripted(ScriptedFault {
@@ -438,14 +491,15 @@ async fn journal_retries_run_when_due_not_on_the_schedule() {
     env.exec(&format!(
         "UPDATE phone_numbers SET description = 'retried' WHERE id = {id}"
     ));
-    eventually(Duration::from_secs(10), "retry pushed without a walk", || {
-        env.control
-            .get(Kind::PhoneNumbers, id)
-            .is_some_and(|r| r["description"] == "retried")
-    })
-    .await;
+    service
+        .until("retry pushed without a walk", || {
+            env.control
+                .get(Kind::PhoneNumbers, id)
+                .is_some_and(|r| r["description"] == "retried")
+        })
+        .await;
     assert_eq!(env.control.count_requests("PUT", Kind::PhoneNumbers), 4);
-    assert_eq!(daemon.stop().await, 0);
+    assert_eq!(service.stop().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -591,33 +645,14 @@ async fn a_reload_during_a_slow_create_never_duplicates_it() {
     assert_eq!(daemon.stop().await, 0);
 }
 
-/// The service in-process: `daemon::run` driven by its `Control` (no process, no signals),
-/// each step awaited as the pass that does it finishes (no sleeps, no polling).
+/// The service in-process, each step awaited as the pass that does it finishes (no
+/// sleeps, no polling).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_runs_reloads_and_stops_under_its_control() {
     let env = Env::start(20).await;
     daemon_config(&env, free_port(), "");
-    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
-    let health = restsync::daemon::Health::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
-    let control = restsync::daemon::Control {
-        shutdown: shutdown.clone(),
-        reload: reload_rx,
-        health: health.clone(),
-    };
-    let service = tokio::spawn(restsync::daemon::run(
-        env.config.clone(),
-        settings,
-        restsync::sync::CycleOptions::default(),
-        control,
-    ));
-    let within = Duration::from_secs(20);
-    assert!(
-        health.until(within, || health.report().0).await,
-        "first cycles: {}",
-        health.summary()
-    );
+    let service = InProcess::start(&env);
+    service.healthy("first cycles").await;
     assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), 20);
     let id = env.upstream_ids(Kind::PhoneNumbers)[4];
     let description =
@@ -625,25 +660,20 @@ async fn the_service_runs_reloads_and_stops_under_its_control() {
     env.exec(&format!(
         "UPDATE phone_numbers SET description = 'in-process' WHERE id = {id}"
     ));
-    assert!(
-        health.until(within, || description(&env) == "in-process").await,
-        "edit pushed"
-    );
+    service
+        .until("edit pushed", || description(&env) == "in-process")
+        .await;
     // A reload restarts the schedulers with the (same) configuration; the service goes on.
-    reload.send(()).await.expect("reload");
+    service.reload.send(()).await.expect("reload");
     env.exec(&format!(
         "UPDATE phone_numbers SET description = 'after reload' WHERE id = {id}"
     ));
-    assert!(
-        health.until(within, || description(&env) == "after reload").await,
-        "edit pushed after the reload"
-    );
-    shutdown.cancel();
-    let code = tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .expect("stops")
-        .expect("task");
-    assert_eq!(code, 0);
+    service
+        .until("edit pushed after the reload", || {
+            description(&env) == "after reload"
+        })
+        .await;
+    assert_eq!(service.stop().await, 0);
     env.assert_converged();
 }
 
@@ -722,39 +752,16 @@ async fn a_walk_that_failed_transiently_is_tried_again_without_waiting_for_the_t
         error_rate: 1.0,
         ..Default::default()
     });
-    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
-    let health = restsync::daemon::Health::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (_reload, reload_rx) = tokio::sync::mpsc::channel(1);
-    let service = tokio::spawn(restsync::daemon::run(
-        env.config.clone(),
-        settings,
-        restsync::sync::CycleOptions::default(),
-        restsync::daemon::Control {
-            shutdown: shutdown.clone(),
-            reload: reload_rx,
-            health: health.clone(),
-        },
-    ));
-    let within = Duration::from_secs(30);
-    let failing = || health.summary().matches("failing").count() == 3;
-    assert!(
-        health.until(within, failing).await,
-        "the first walks fail: {}",
-        health.summary()
-    );
+    let service = InProcess::start(&env);
+    let health = service.health.clone();
+    service
+        .until("the first walks fail", move || {
+            health.summary().matches("failing").count() == 3
+        })
+        .await;
     env.control.set_faults(Default::default());
-    assert!(
-        health.until(within, || health.report().0).await,
-        "walked again after upstream recovered: {}",
-        health.summary()
-    );
+    service.healthy("walked again after upstream recovered").await;
     assert!(walked_all(&env));
     assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), 10);
-    shutdown.cancel();
-    let code = tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .expect("stops")
-        .expect("task");
-    assert_eq!(code, 0);
+    assert_eq!(service.stop().await, 0);
 }

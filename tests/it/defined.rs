@@ -544,7 +544,6 @@ async fn check_tells_of_changes_waiting_in_a_resource_no_longer_defined() {
 /// that removes a column is refused and the running definition keeps syncing.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_one() {
-    use std::time::Duration;
     let grown = "[[resources.emails_live.columns]]\nname = \"label\"\ntype = \"text\"\nfrom = \"meta.label\"\nwritable = true\n";
     let env = start("emails_live", grown, 6).await;
     let metrics_port = crate::daemon::free_port();
@@ -558,27 +557,9 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
         );
     };
     write("");
-    let settings = restsync::config::load_with_env(&env.config, Default::default()).expect("config");
-    let health = restsync::daemon::Health::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
-    let service = tokio::spawn(restsync::daemon::run(
-        env.config.clone(),
-        settings,
-        restsync::sync::CycleOptions::default(),
-        restsync::daemon::Control {
-            shutdown: shutdown.clone(),
-            reload: reload_rx,
-            health: health.clone(),
-        },
-    ));
     // Each step is awaited as the pass that does it finishes: no sleeps, no polling.
-    let within = Duration::from_secs(20);
-    assert!(
-        health.until(within, || health.report().0).await,
-        "first walk: {}",
-        health.summary()
-    );
+    let service = crate::daemon::InProcess::start(&env);
+    service.healthy("first walk").await;
     assert_eq!(env.count("SELECT count(*) FROM emails_live"), 6);
     // Its metrics are a built-in's: the same series, labelled with its name.
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -596,44 +577,29 @@ async fn the_service_applies_a_grown_definition_on_reload_and_refuses_a_shrunk_o
     }
 
     write(grown);
-    reload.send(()).await.expect("reload");
+    service.reload.send(()).await.expect("reload");
     let has_label = |env: &Env| env.db().prepare("SELECT label FROM emails_live LIMIT 1").is_ok();
-    // The reload adds the column before the new schedulers start; their first walks mark
-    // the service healthy again.
-    assert!(
-        health.until(within, || has_label(&env)).await,
-        "column added on reload"
-    );
+    // The reload adds the column before the new schedulers start.
+    service.until("column added on reload", || has_label(&env)).await;
     env.exec("UPDATE emails_live SET label = 'live' WHERE id = 2");
-    assert!(
-        health
-            .until(within, || upstream_by_id(&env, "emails_live")[&2]["meta"]
-                ["label"]
-                == "live")
-            .await,
-        "the scheduler restarted with the new definition"
-    );
+    service
+        .until("the scheduler restarted with the new definition", || {
+            upstream_by_id(&env, "emails_live")[&2]["meta"]["label"] == "live"
+        })
+        .await;
 
     // Shrinking is refused; the running (grown) definition goes on syncing.
     write("");
-    reload.send(()).await.expect("reload");
+    service.reload.send(()).await.expect("reload");
     env.exec("UPDATE emails_live SET label = 'still', email = 'still@x.test' WHERE id = 3");
-    assert!(
-        health
-            .until(within, || {
-                let r = &upstream_by_id(&env, "emails_live")[&3];
-                r["meta"]["label"] == "still" && r["email"] == "still@x.test"
-            })
-            .await,
-        "edit pushed after the refused reload"
-    );
+    service
+        .until("edit pushed after the refused reload", || {
+            let r = &upstream_by_id(&env, "emails_live")[&3];
+            r["meta"]["label"] == "still" && r["email"] == "still@x.test"
+        })
+        .await;
     assert!(has_label(&env), "the column and its data stay");
-    shutdown.cancel();
-    let code = tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .expect("stops")
-        .expect("task");
-    assert_eq!(code, 0);
+    assert_eq!(service.stop().await, 0);
 }
 
 /// A create answered only `{"success": true}` while the list lags behind it: the record is
