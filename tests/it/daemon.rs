@@ -550,14 +550,19 @@ async fn one_writer_per_database_while_the_service_runs() {
     env.sync_ok().await;
 }
 
-/// Local edits every half second (each one a push pass) never cost a scheduled walk.
+/// Local edits every quarter second (each one a push pass) never cost a scheduled walk.
 #[tokio::test(flavor = "multi_thread")]
 async fn steady_local_edits_never_cost_a_scheduled_walk() {
     let env = Env::start(20).await;
     env.sync_ok().await;
     let id = env.upstream_ids(Kind::Addresses)[0];
-    let mut daemon = start_daemon(&env).await;
-    daemon.notified("READY=1", Duration::from_secs(20)).await;
+    daemon_config(&env, free_port(), "");
+    let text = std::fs::read_to_string(&env.config)
+        .expect("config")
+        .replace("schedule = \"*/2 * * * * *\"", "schedule = \"* * * * * *\"");
+    std::fs::write(&env.config, text).expect("config");
+    let service = InProcess::start(&env);
+    service.healthy("first cycles").await;
     let walks = || {
         env.control
             .requests()
@@ -573,27 +578,28 @@ async fn steady_local_edits_never_cost_a_scheduled_walk() {
     let before = walks();
     let started = Instant::now();
     let mut n = 0;
-    while started.elapsed() < Duration::from_secs(10) {
+    while started.elapsed() < Duration::from_secs(5) {
         env.exec(&format!(
             "UPDATE phone_numbers SET description = 'edit {n}' WHERE local_id = 1;
              UPDATE addresses SET description = 'edit {n}' WHERE id = {id};"
         ));
         n += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let walked = walks() - before;
-    // The schedule ticks every 2 s: five ticks in 10 s (one may straddle the window).
+    // The schedule ticks every second: five ticks in 5 s (one may straddle the window).
     assert!(
         walked >= 4,
         "only {walked} of ~5 scheduled walks ran during the edits"
     );
     // The edits went out too.
-    daemon.logged("cycle finished", Duration::from_secs(5)).await;
-    eventually(Duration::from_secs(10), "last edit pushed", || {
-        env.control.get(Kind::Addresses, id).expect("address")["description"] == format!("edit {}", n - 1)
-    })
-    .await;
-    assert_eq!(daemon.stop().await, 0);
+    let last = format!("edit {}", n - 1);
+    service
+        .until("last edit pushed", || {
+            env.control.get(Kind::Addresses, id).expect("address")["description"] == last.as_str()
+        })
+        .await;
+    assert_eq!(service.stop().await, 0);
 }
 
 /// A reload in the middle of a slow create lets the request finish: one INSERT, one
