@@ -560,20 +560,21 @@ pub fn id_edit(conn: &Connection, spec: &ResourceSpec, base: &BaseRow) -> Result
         return Ok(None);
     }
     if let Some(other) = row.id {
-        if let Some(owner) = base_by_id(conn, spec, other)?
-            .and_then(|o| o.local_id)
-            .filter(|&owner| owner != local_id)
-        {
-            return Ok(Some(IdEdit::TakenOver {
+        return Ok(match base_by_id(conn, spec, other)?.and_then(|o| o.local_id) {
+            // The row is `other`'s own: the local_id was freed by deleting this record's
+            // row and given by SQLite to a new row since created upstream. This record
+            // lost its row (a delete); nobody edited an id.
+            Some(owner) if owner == local_id => None,
+            Some(owner) => Some(IdEdit::TakenOver {
                 local_id,
                 other,
                 owner,
-            }));
-        }
-        return Ok(Some(IdEdit::Edited {
-            local_id,
-            now: row.id,
-        }));
+            }),
+            None => Some(IdEdit::Edited {
+                local_id,
+                now: row.id,
+            }),
+        });
     }
     // Cleared by an UPDATE (whatever else it changed), or, for a row cleared before that
     // was recorded, with nothing else changed: the same row. Otherwise a row deleted and

@@ -3112,3 +3112,49 @@ async fn plan_shows_a_lagging_accepted_create_as_adopted_not_new() {
         1
     );
 }
+
+/// A row inserted after the last rows were deleted takes a freed local_id (SQLite's
+/// max + 1). Once created upstream it is its record's own row: undoing the held deletes
+/// brings the deleted records back beside it, and the new record survives on both sides.
+#[tokio::test(flavor = "multi_thread")]
+async fn undoing_held_deletes_keeps_a_new_row_that_reused_a_local_id() {
+    let env = Env::start(20).await;
+    env.sync_ok().await;
+    env.exec(
+        "DELETE FROM addresses WHERE local_id >= 10;
+         INSERT INTO addresses (contact_id, type, address, country_id, state_id, city_id, description)
+         VALUES (1938277, 1, '松仁路1號', 1, 1, 14, 'brand new');",
+    );
+    assert_eq!(
+        env.count("SELECT local_id FROM addresses WHERE description = 'brand new'"),
+        10,
+        "the freed local_id was reused"
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "the deletes are held: {}", run.stderr);
+    let new_id = env.count("SELECT id FROM addresses WHERE description = 'brand new'");
+    assert!(env.control.get(Kind::Addresses, new_id).is_some(), "created");
+    let undo = env
+        .restsync(&[
+            "journal",
+            "drop",
+            "--all",
+            "--resource",
+            "addresses",
+            "--held",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    env.sync_ok().await;
+    assert!(
+        env.control.get(Kind::Addresses, new_id).is_some(),
+        "the new record was deleted upstream"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM addresses WHERE description = 'brand new'"),
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM addresses"), 21);
+    env.assert_converged();
+}
