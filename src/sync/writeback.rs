@@ -94,7 +94,13 @@ pub(super) fn write_back_update(
     let ignored = not_applied(spec, payload, sent, &record.values);
     store.write(|tx| {
         let current = mirror::mirror_by_id(tx, spec, record.id)?;
-        let local_id = current.as_ref().map(|c| c.local_id);
+        // No row holds the id now (someone edited it while the update was in flight): the
+        // base keeps pointing at the record's row, so the edit reads as an id edit (pushed
+        // nothing) and not as a delete of the record.
+        let local_id = match &current {
+            Some(c) => Some(c.local_id),
+            None => mirror::base_by_id(tx, spec, record.id)?.and_then(|b| b.local_id),
+        };
         if !ignored.is_empty() {
             let hash = content_hash(raw.as_bytes());
             mirror::upsert_base(tx, spec, record.id, local_id, &record.values, raw, hash)?;

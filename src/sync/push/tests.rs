@@ -103,3 +103,48 @@ async fn an_abandoned_create_settles_by_the_timeout_it_was_sent_with() {
         "settles at {settle}, by today's 3 s timeout"
     );
 }
+
+/// An id typed over while the row's update is in flight: the answer's write-back keeps the
+/// record linked to its row, so the next pass reads an id edit (nothing sent), not a
+/// delete of the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_edited_while_its_update_is_in_flight_deletes_nothing() {
+    let s = setup(10).await;
+    pull(&s.ctx()).await.unwrap();
+    let id = s.upstream_ids()[3];
+    let person = |sql: String| {
+        let db = s.engine.db().clone();
+        async move {
+            db.call(move |st| {
+                st.person().execute_batch(&sql)?;
+                Ok(())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    person(format!(
+        "UPDATE phone_numbers SET description = 'in flight' WHERE id = {id}"
+    ))
+    .await;
+    let control = s.sandbox.control();
+    control.push_scripted(ScriptedFault {
+        method: Some("PUT".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: None,
+        action: FaultAction::Delay(800),
+        times: 1,
+    });
+    let ctx = s.ctx();
+    let pushing = tokio::spawn(async move { push(&ctx).await.map(|(stats, _)| stats) });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    person(format!("UPDATE phone_numbers SET id = 66666 WHERE id = {id}")).await;
+    assert_eq!(pushing.await.unwrap().unwrap().updated, 1);
+    let (stats, _) = push(&s.ctx()).await.unwrap();
+    assert_eq!((stats.deleted, stats.created), (0, 0), "{stats:?}");
+    assert_eq!(control.count_requests("DELETE", Kind::PhoneNumbers), 0);
+    assert!(
+        control.get(Kind::PhoneNumbers, id).is_some(),
+        "the record was deleted"
+    );
+}
