@@ -15,7 +15,7 @@ const INTERNAL_TABLES: &[&str] = &[
     "changed_rows",
     "change_tracking",
     "resource_definitions",
-    "cleared_ids",
+    "edited_ids",
     // and its indexes
     "journal_active",
     "journal_row",

@@ -579,9 +579,33 @@ pub fn id_edit(conn: &Connection, spec: &ResourceSpec, base: &BaseRow) -> Result
     // Cleared by an UPDATE (whatever else it changed), or, for a row cleared before that
     // was recorded, with nothing else changed: the same row. Otherwise a row deleted and
     // inserted again that SQLite gave the old local_id: a new row.
-    let cleared = super::tracking::id_cleared(conn, spec.table, local_id)?
+    let cleared = super::tracking::id_edited(conn, spec.table, local_id)?
         || spec.changed_writable(&row.values, &base.values).is_empty();
     Ok(cleared.then_some(IdEdit::Edited { local_id, now: None }))
+}
+
+/// Whether upstream's record `base`/`local` are about is held by an id edit: its row's id
+/// was edited (typed over, cleared, or given to another row), or the row now holding its
+/// id had its own id edited into it. A walk merges nothing into such rows until the id is
+/// put back: the row may be another record's, and merging would write one record's values
+/// into another's row.
+pub fn held_by_id_edit(
+    conn: &Connection,
+    spec: &ResourceSpec,
+    base: Option<&BaseRow>,
+    local: Option<&MirrorRow>,
+) -> Result<bool> {
+    if let Some(b) = base {
+        if id_edit(conn, spec, b)?.is_some() {
+            return Ok(true);
+        }
+        if let Some(l) = local {
+            if b.local_id != Some(l.local_id) && tracking::id_edited(conn, spec.table, l.local_id)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Puts a record's row back as upstream last had it (giving up a local edit or delete).

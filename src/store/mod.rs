@@ -32,7 +32,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/0002_journal_lifecycle.sql"),
     include_str!("../../migrations/0003_change_tracking.sql"),
     include_str!("../../migrations/0004_resource_definitions.sql"),
-    include_str!("../../migrations/0005_cleared_ids.sql"),
+    include_str!("../../migrations/0005_edited_ids.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -62,18 +62,19 @@ fn mark_displaced_sql(table: &str, condition: &str) -> String {
     out
 }
 
-/// SQL that remembers the updated row's cleared id (it had one, it has none now).
-fn remember_cleared_sql(table: &str) -> String {
+/// SQL that remembers the updated row as one whose id was edited (it had one, and it is
+/// another or none now).
+fn remember_edited_sql(table: &str) -> String {
     format!(
-        "INSERT INTO cleared_ids (resource, local_id) SELECT '{table}', NEW.local_id \
-         WHERE OLD.id IS NOT NULL AND NEW.id IS NULL AND NOT EXISTS \
-         (SELECT 1 FROM cleared_ids WHERE resource = '{table}' AND local_id = NEW.local_id);"
+        "INSERT INTO edited_ids (resource, local_id) SELECT '{table}', NEW.local_id \
+         WHERE OLD.id IS NOT NULL AND NEW.id IS NOT OLD.id AND NOT EXISTS \
+         (SELECT 1 FROM edited_ids WHERE resource = '{table}' AND local_id = NEW.local_id);"
     )
 }
 
-/// SQL that forgets a cleared id of the row `local_id` (an expression) when `condition` holds.
-fn forget_cleared_sql(table: &str, local_id: &str, condition: &str) -> String {
-    format!("DELETE FROM cleared_ids WHERE resource = '{table}' AND local_id = {local_id} AND {condition};")
+/// SQL that forgets the id edit of the row `local_id` (an expression) when `condition` holds.
+fn forget_edited_sql(table: &str, local_id: &str, condition: &str) -> String {
+    format!("DELETE FROM edited_ids WHERE resource = '{table}' AND local_id = {local_id} AND {condition};")
 }
 
 /// The tracking triggers of one mirror table: `(name, CREATE TRIGGER statement)`, each
@@ -87,8 +88,8 @@ fn triggers(table: &str) -> Vec<(String, String)> {
             format!(
                 "CREATE TRIGGER {t}_track_insert AFTER INSERT ON {t}\nBEGIN\n{}\n{}\n{bump}\nEND",
                 mark_sql(t, "local_id", "NEW.local_id"),
-                // A new row that took a local_id someone used before is no cleared id.
-                forget_cleared_sql(t, "NEW.local_id", "1")
+                // A new row that took a local_id someone used before has no edited id.
+                forget_edited_sql(t, "NEW.local_id", "1")
             ),
         ),
         (
@@ -101,14 +102,13 @@ fn triggers(table: &str) -> Vec<(String, String)> {
         (
             format!("{t}_track_update"),
             format!(
-                "CREATE TRIGGER {t}_track_update AFTER UPDATE ON {t}\nBEGIN\n{}\n{}\n{}\n{}\n{}\n{}\n{bump}\nEND",
+                "CREATE TRIGGER {t}_track_update AFTER UPDATE ON {t}\nBEGIN\n{}\n{}\n{}\n{}\n{}\n{bump}\nEND",
                 mark_sql(t, "local_id", "OLD.local_id"),
                 mark_sql(t, "local_id", "NEW.local_id"),
                 mark_sql(t, "id", "(CASE WHEN OLD.id IS NOT NEW.id THEN OLD.id END)"),
-                // The row that had an id and has none now: its id was cleared, not a new row.
-                remember_cleared_sql(t),
-                forget_cleared_sql(t, "NEW.local_id", "NEW.id IS NOT NULL"),
-                forget_cleared_sql(t, "OLD.local_id", "OLD.local_id IS NOT NEW.local_id")
+                // The row that had an id and has another or none now: its id was edited.
+                remember_edited_sql(t),
+                forget_edited_sql(t, "OLD.local_id", "OLD.local_id IS NOT NEW.local_id")
             ),
         ),
         (
@@ -128,7 +128,7 @@ fn triggers(table: &str) -> Vec<(String, String)> {
                 "CREATE TRIGGER {t}_track_delete AFTER DELETE ON {t}\nBEGIN\n{}\n{}\n{}\n{bump}\nEND",
                 mark_sql(t, "local_id", "OLD.local_id"),
                 mark_sql(t, "id", "OLD.id"),
-                forget_cleared_sql(t, "OLD.local_id", "1")
+                forget_edited_sql(t, "OLD.local_id", "1")
             ),
         ),
     ]
@@ -206,11 +206,13 @@ pub fn mark(conn: &Connection, resource: &str, mark: Mark) -> Result<bool> {
     Ok(added > 0)
 }
 
-/// Whether the row `local_id` had its id cleared by an UPDATE (rather than being inserted
-/// without one).
-pub fn id_cleared(conn: &Connection, resource: &str, local_id: i64) -> Result<bool> {
+/// Whether someone changed the id of the row `local_id` by UPDATE (typed it over or cleared
+/// it) since the row was inserted. Stays true when the id is put back: it tells a row
+/// cleared by hand from a row inserted without an id, and a row whose id was typed over
+/// from a row inserted with it.
+pub fn id_edited(conn: &Connection, resource: &str, local_id: i64) -> Result<bool> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM cleared_ids WHERE resource = ?1 AND local_id = ?2")?
+        .prepare_cached("SELECT 1 FROM edited_ids WHERE resource = ?1 AND local_id = ?2")?
         .query_row(params![resource, local_id], |_| Ok(()))
         .optional()?
         .is_some())

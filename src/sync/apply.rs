@@ -140,6 +140,12 @@ fn apply_page(
                 Some(b) => Some(with_own_pushes(conn, spec, b, &record.values, local.as_ref())?),
                 None => None,
             };
+            if mirror::held_by_id_edit(conn, spec, base.as_ref(), local.as_ref())? {
+                tracing::warn!(resource = spec.table, id,
+                    "the record's row has an id edited by hand; nothing is merged into it until the id is put back");
+                result.unchanged += 1;
+                continue;
+            }
             if base.is_none() && local.is_none() {
                 let made_by = unresolved
                     .iter()

@@ -3158,3 +3158,48 @@ async fn undoing_held_deletes_keeps_a_new_row_that_reused_a_local_id() {
     assert_eq!(env.count("SELECT count(*) FROM addresses"), 21);
     env.assert_converged();
 }
+
+/// While two rows hold each other's ids, a walk merges nothing into them: an upstream edit
+/// of one record made meanwhile is neither written into the other record's row nor, once
+/// the ids are put back, reverted by a push.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_edits_wait_while_rows_hold_swapped_ids() {
+    let env = Env::start(10).await;
+    env.sync_ok().await;
+    let ids = env.upstream_ids(Kind::PhoneNumbers);
+    let (a, b) = (ids[2], ids[3]);
+    let original_a = env.control.get(Kind::PhoneNumbers, a).expect("a")["description"].clone();
+    let swap = |x: i64, y: i64| {
+        format!(
+            "BEGIN;
+             UPDATE phone_numbers SET id = -1 WHERE id = {x};
+             UPDATE phone_numbers SET id = {x} WHERE id = {y};
+             UPDATE phone_numbers SET id = {y} WHERE id = -1;
+             COMMIT;"
+        )
+    };
+    env.exec(&swap(a, b));
+    assert_eq!(env.sync_once().await.code, 65);
+    env.control
+        .update(Kind::PhoneNumbers, b, json!({"description": "remote-b"}));
+    assert_eq!(env.sync_once().await.code, 65);
+    assert_eq!(
+        env.count("SELECT count(*) FROM phone_numbers WHERE description = 'remote-b'"),
+        0,
+        "merged into a row whose id was swapped"
+    );
+    env.exec(&swap(b, a));
+    env.sync_ok().await;
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, b).expect("b")["description"],
+        "remote-b",
+        "the upstream edit was reverted"
+    );
+    assert_eq!(
+        env.control.get(Kind::PhoneNumbers, a).expect("a")["description"],
+        original_a
+    );
+    assert_eq!(env.control.count_requests("PUT", Kind::PhoneNumbers), 0);
+    assert_eq!(env.row_json("phone_numbers", b)["description"], "remote-b");
+    env.assert_converged();
+}

@@ -57,34 +57,36 @@ fn an_edit_from_another_connection_is_recorded_with_the_row_and_the_id_it_held()
     assert_eq!(edits(store.conn()).unwrap(), 3);
 }
 
-/// An UPDATE that clears an id is remembered until the row has an id again, is deleted,
-/// or its local_id goes to a new row; an insert without an id is not a cleared id.
+/// An UPDATE that changes or clears an id is remembered until the row is no longer that
+/// row (deleted, or its local_id taken by a new row); an insert, with or without an id, is
+/// no edit.
 #[test]
-fn a_cleared_id_is_remembered_until_the_row_is_no_longer_that_row() {
+fn an_edited_id_is_remembered_until_the_row_is_no_longer_that_row() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("restsync.db");
     let mut store = Store::open(&path).unwrap();
     let local = pulled(&mut store, 10, "a");
     let person = Connection::open(&path).unwrap();
-    let cleared = |store: &Store| id_cleared(store.conn(), "phone_numbers", local).unwrap();
+    let edited = |store: &Store| id_edited(store.conn(), "phone_numbers", local).unwrap();
     let run = |sql: &str| person.execute(sql, []).unwrap();
 
+    run("UPDATE phone_numbers SET description = 'b' WHERE id = 10");
+    assert!(!edited(&store), "other columns are no id edit");
     run("UPDATE phone_numbers SET id = NULL, description = 'b' WHERE id = 10");
-    assert!(cleared(&store));
-    run("UPDATE phone_numbers SET description = 'c' WHERE id IS NULL");
-    assert!(cleared(&store), "other edits keep it");
+    assert!(edited(&store), "cleared");
     run("UPDATE phone_numbers SET id = 10 WHERE id IS NULL");
-    assert!(!cleared(&store), "the id is back");
     run("UPDATE phone_numbers SET id = 777 WHERE id = 10");
-    assert!(!cleared(&store), "typed over, not cleared");
-    run("UPDATE phone_numbers SET id = NULL WHERE id = 777");
-    assert!(cleared(&store));
-    run("DELETE FROM phone_numbers WHERE id IS NULL");
-    assert!(!cleared(&store), "deleted");
+    assert!(edited(&store), "typed over");
+    run("DELETE FROM phone_numbers WHERE id = 777");
+    assert!(!edited(&store), "deleted");
     run(&format!(
         "INSERT INTO phone_numbers (local_id, number) VALUES ({local}, '0913')"
     ));
-    assert!(!cleared(&store), "a new row in the old local_id");
+    assert!(!edited(&store), "a new row in the old local_id");
+    run(&format!(
+        "INSERT OR REPLACE INTO phone_numbers (local_id, id, number) VALUES ({local}, 55, '0914')"
+    ));
+    assert!(!edited(&store), "inserted with an id");
 }
 
 #[test]

@@ -2,17 +2,18 @@
 -- conflict is restored once, rows with unknown ids are found without a scan, and an
 -- interrupted request settles by the timeout it was sent with.
 --
--- cleared_ids: mirror rows whose `id` someone set to NULL by UPDATE (the tracking triggers
---   of src/store/tracking.rs keep it: added when an UPDATE clears an id, removed when the
---   row gets an id again, is deleted, or its local_id is taken by a new row). Such a row is
---   still its record's row with the id edited, whatever else the UPDATE changed, and pushes
---   nothing; a row deleted and inserted again (SQLite may give it the same local_id) is a
---   new row and is created. Rows cleared before this version are judged as before: an
---   edited id only when nothing else changed.
+-- edited_ids: mirror rows whose `id` someone changed by UPDATE (typed over or cleared; the
+--   tracking triggers of src/store/tracking.rs add a row then, and remove it when the row is
+--   deleted or its local_id is taken by a new row). Such a row is still its record's row with
+--   the id edited, whatever else the UPDATE changed: nothing is pushed for it, and a walk
+--   does not merge upstream's records into it, until the id is put back. A row deleted and
+--   inserted again (SQLite may give it the same local_id) is a new row and is created. Rows
+--   cleared before this version are judged as before: an edited id only when nothing else
+--   changed.
 -- conflicts.restored_at: when `restsync conflicts restore` put the losing value back; a
 --   conflict is restored at most once (a second restore of a deleted-upstream conflict
 --   would create the record twice).
-CREATE TABLE cleared_ids (
+CREATE TABLE edited_ids (
     resource TEXT NOT NULL,
     local_id INTEGER NOT NULL,
     PRIMARY KEY (resource, local_id)
