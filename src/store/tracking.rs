@@ -82,7 +82,21 @@ fn forget_edited_sql(table: &str, local_id: &str, condition: &str) -> String {
 fn triggers(table: &str) -> Vec<(String, String)> {
     let bump = "UPDATE change_tracking SET edits = edits + 1;";
     let t = table;
+    // `id` is upstream's integer (or NULL for a row to create): anything else is refused at
+    // the edit, naming the column, rather than found later by a sync that cannot read it.
+    let integer_id = format!(
+        "WHEN NEW.id IS NOT NULL AND typeof(NEW.id) <> 'integer'\nBEGIN\n\
+         SELECT RAISE(ABORT, '{t}.id must be an integer (upstream''s id) or NULL (a new row)');\nEND"
+    );
     vec![
+        (
+            format!("{t}_id_integer"),
+            format!("CREATE TRIGGER {t}_id_integer BEFORE INSERT ON {t}\n{integer_id}"),
+        ),
+        (
+            format!("{t}_id_integer_update"),
+            format!("CREATE TRIGGER {t}_id_integer_update BEFORE UPDATE OF id ON {t}\n{integer_id}"),
+        ),
         (
             format!("{t}_track_insert"),
             format!(

@@ -89,6 +89,36 @@ fn an_edited_id_is_remembered_until_the_row_is_no_longer_that_row() {
     assert!(!edited(&store), "inserted with an id");
 }
 
+/// `id` takes only an integer or NULL: text typed into it is refused at the edit, naming
+/// the column, and nothing is recorded (a sync never meets an id it cannot read).
+#[test]
+fn an_id_that_is_not_an_integer_is_refused_at_the_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restsync.db");
+    let mut store = Store::open(&path).unwrap();
+    pulled(&mut store, 10, "a");
+    let person = Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE phone_numbers SET id = 'abc' WHERE id = 10",
+        "UPDATE phone_numbers SET id = 10.5 WHERE id = 10",
+        "INSERT INTO phone_numbers (id, number) VALUES ('x1', '0913')",
+    ] {
+        let err = person.execute(sql, []).unwrap_err().to_string();
+        assert!(
+            err.contains("phone_numbers.id must be an integer"),
+            "{sql}: {err}"
+        );
+    }
+    assert!(all_marks(store.conn()).is_empty());
+    // Digits in text are an integer to SQLite (the column's affinity): accepted.
+    person
+        .execute("UPDATE phone_numbers SET id = '10' WHERE id = 10", [])
+        .unwrap();
+    person
+        .execute("INSERT INTO phone_numbers (id, number) VALUES (NULL, '0914')", [])
+        .unwrap();
+}
+
 #[test]
 fn restsyncs_own_writes_record_nothing_and_other_connections_are_unaffected() {
     let dir = tempfile::tempdir().unwrap();
