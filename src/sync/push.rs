@@ -412,6 +412,24 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
                 }
             }
             WriteEffect::None if error.is_retryable() => {
+                // An update or delete that may still be running upstream (a timeout, a
+                // gateway's 502-504): nothing more goes to this record until it can no
+                // longer land, or it could overtake a later request (a newer edit would be
+                // overwritten by the older one arriving last).
+                if error.write_effect() == WriteEffect::MayStillBeInProgress {
+                    let timeout =
+                        chrono::Duration::from_std(ctx.settings.sync.request_timeout).unwrap_or_default();
+                    let left = (started + timeout - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or_default();
+                    tracing::warn!(resource = spec.table, seq, id = entry.upstream_id, op = %entry.op, error = %msg,
+                        wait_ms = left.as_millis() as u64,
+                        "the request may still be running upstream; waiting until it cannot land before anything else is sent for this record");
+                    if !ctx.retry.pause(left).await {
+                        retry_later(ctx, &entry, &error, attempt, true).await?;
+                        return Ok(Executed::Pending);
+                    }
+                }
                 match retry_later(ctx, &entry, &error, attempt, true).await? {
                     (Executed::Pending, wait) if attempt + 1 < ctx.retry.attempts() => {
                         if wait > MAX_INLINE_WAIT || !ctx.retry.pause(wait).await {

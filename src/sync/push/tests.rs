@@ -148,3 +148,48 @@ async fn an_id_edited_while_its_update_is_in_flight_deletes_nothing() {
         "the record was deleted"
     );
 }
+
+/// An update a gateway answered 504 may still land later: nothing more is sent for the
+/// record until it cannot, so a newer edit is not overwritten by the older request
+/// arriving last.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_edit_is_not_overtaken_by_an_update_a_gateway_answered_504() {
+    let s = setup(10).await;
+    pull(&s.ctx()).await.unwrap();
+    let id = s.upstream_ids()[1];
+    let person = |sql: String| {
+        let db = s.engine.db().clone();
+        async move {
+            db.call(move |st| {
+                st.person().execute_batch(&sql)?;
+                Ok(())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let control = s.sandbox.control();
+    control.push_scripted(ScriptedFault {
+        method: Some("PUT".into()),
+        kind: Some(Kind::PhoneNumbers),
+        page: None,
+        action: FaultAction::GatewayTimeout(1500),
+        times: 1,
+    });
+    person(format!(
+        "UPDATE phone_numbers SET description = 'older' WHERE id = {id}"
+    ))
+    .await;
+    push(&s.ctx()).await.unwrap();
+    person(format!(
+        "UPDATE phone_numbers SET description = 'newer' WHERE id = {id}"
+    ))
+    .await;
+    push(&s.ctx()).await.unwrap();
+    // Past any late arrival of the first request.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(
+        control.get(Kind::PhoneNumbers, id).unwrap()["description"],
+        "newer"
+    );
+}
