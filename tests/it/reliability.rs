@@ -858,6 +858,8 @@ async fn an_empty_list_outage_keeps_the_mirror_and_loses_no_pending_change() {
 #[tokio::test(flavor = "multi_thread")]
 async fn random_html_and_truncated_answers_never_panic_nor_corrupt() {
     let env = Env::start(30).await;
+    // Gateway pages and lost answers hold their records for the request timeout.
+    env.write_config("request_timeout_secs = 1\nlist_lag_secs = 0", "");
     env.sync_ok().await;
     let mix = Mix {
         creates: 3,
@@ -1325,7 +1327,8 @@ enum Then {
 /// which must not count as a remote change that overrides the newer edit.
 async fn lost_update_then(then: Then) {
     let env = Env::start(10).await;
-    env.write_config("max_attempts_per_run = 2", "");
+    // A lost answer holds the record for the request timeout: the shortest keeps it brief.
+    env.write_config("max_attempts_per_run = 2\nrequest_timeout_secs = 1", "");
     env.sync_ok().await;
     let id = env.upstream_ids(Kind::Addresses)[4];
     env.exec(&format!(
