@@ -163,6 +163,7 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
     let mut code = exit::OK;
     let mut totals = crate::sync::Plan::default();
     let mut guard_refused = false;
+    let mut unsettled = false;
     let mut per_resource = serde_json::Map::new();
     for (name, what) in &aside {
         if !json {
@@ -174,6 +175,7 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
         match result {
             Ok(p) => {
                 guard_refused |= p.guard_would_refuse;
+                unsettled |= p.upstream_unsettled;
                 if !json {
                     print_plan(kind.name(), &p);
                 }
@@ -220,6 +222,9 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
     let needs_person = !totals.failed.is_empty() || guard_refused;
     if code == exit::OK && detailed_exitcode && needs_person {
         code = exit::DATA;
+    } else if code == exit::OK && detailed_exitcode && unsettled {
+        // The cycle would leave work for a later run, as it exits: 75.
+        code = exit::TEMPFAIL;
     } else if code == exit::OK && detailed_exitcode && (totals.has_changes() || !aside.is_empty()) {
         code = PLAN_HAS_CHANGES;
     }
@@ -242,7 +247,7 @@ pub async fn plan(mut settings: Settings, json: bool, detailed_exitcode: bool) -
     } else {
         if !totals.failed.is_empty() {
             outln!(
-                "{} failed change(s) are not sent until their rows change (see `restsync status`).",
+                "{} change(s) above are not sent by the next cycle and need a person (see `restsync status`).",
                 totals.failed.len()
             );
         }

@@ -143,6 +143,7 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
         let asked = candidates.len();
         let (confirmed, still_there) = confirm_absent(ctx, candidates, &mut stats, true).await?;
         if still_there > 0 && walk.consistent() {
+            plan.upstream_unsettled = true;
             plan.notes.push(format!(
                 "upstream anomaly: {asked} record(s) missing from the list, but {still_there} of them still exist \
                  upstream; a cycle would remove nothing and check again"
@@ -177,6 +178,7 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             gone = confirmed.into_iter().collect();
         }
     } else if !candidates.is_empty() {
+        plan.upstream_unsettled = true;
         plan.notes.push(format!(
             "upstream changed during the walk; {} record(s) not seen would be confirmed before removal",
             candidates.len()
@@ -218,6 +220,14 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
             Ok((changes, journal::active(s.conn(), spec.table)?, desired))
         })
         .await?;
+    // Rows naming an id upstream never gave: the cycle reports them for a person (65).
+    let unknown = ctx.db.call(move |s| mirror::unknown_ids(s.conn(), spec)).await?;
+    for (local_id, id) in unknown.into_iter().filter(|_| walk.consistent()) {
+        plan.failed.push(format!(
+            "local_id {local_id} (id {id}): names an id upstream does not have; neither created nor removed \
+             (set its id to NULL to create it, or delete the row)"
+        ));
+    }
     let policy = ctx.settings.sync.on_conflict;
     for m in &gone_edits {
         plan.conflicts.push(format!(

@@ -1955,6 +1955,9 @@ async fn an_empty_list_contradicted_by_get_is_an_anomaly_not_a_success() {
         empty_outage: true,
         ..Faults::default()
     });
+    // plan foresees it: the cycle would leave work for later (75).
+    let plan = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 75, "{}", plan.stdout);
     let run = env.sync_once().await;
     assert_eq!(run.code, 75, "{}", run.stderr);
     assert!(run.stderr.contains("upstream anomaly"), "{}", run.stderr);
@@ -2351,6 +2354,14 @@ async fn a_row_inserted_with_an_unknown_id_is_reported_not_ignored() {
     env.sync_ok().await;
     env.exec(
         "INSERT INTO phone_numbers (id, contact_id, type, number, description) VALUES (777777, 1935038, 2, '0912 777 777', 'explicit id')",
+    );
+    // plan says so too, and needs a person as the cycle does.
+    let plan = env.restsync(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 65, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("names an id upstream does not have"),
+        "{}",
+        plan.stdout
     );
     // Reported by every run until a person settles it, not only the first.
     for _ in 0..2 {
