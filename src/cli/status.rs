@@ -174,6 +174,30 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
             now,
         });
     }
+    // Ids moved between rows (swapped): a row holds the id of a record whose own row is
+    // still there. The record a row was before is the one the other moved row held.
+    let moved: Vec<(i64, i64, i64)> = {
+        let mut moved = Vec::new();
+        for (m, b) in &changes.updates {
+            if let Some(owner) = b.local_id.filter(|&o| o != m.local_id) {
+                if mirror::mirror_by_local_id(conn, spec, owner)?.is_some() {
+                    moved.push((m.local_id, owner, b.id));
+                }
+            }
+        }
+        moved
+    };
+    for &(local_id, _, now) in &moved {
+        let was = moved
+            .iter()
+            .find(|(_, owner, _)| *owner == local_id)
+            .map(|(_, _, id)| *id);
+        id_edits.push(IdEditRow {
+            local_id,
+            id: was.unwrap_or(now),
+            now: Some(now),
+        });
+    }
     let st = sync_state::get(conn, spec.table)?;
     Ok(ResourceStatus {
         resource: spec.table.to_string(),
@@ -184,7 +208,7 @@ pub fn collect(store: &Store, kind: ResourceKind) -> Result<ResourceStatus, Stor
                 .creates
                 .len()
                 .saturating_sub(id_edits.iter().filter(|e| e.now.is_none()).count()),
-            updates: changes.updates.len(),
+            updates: changes.updates.len().saturating_sub(moved.len()),
             deletes: changes.deletes.len().saturating_sub(id_edits.len()),
         },
         journal: journal::counts(conn, spec.table)?.into_iter().collect(),

@@ -250,7 +250,7 @@ pub(super) fn desired_changes(
                     local_id,
                     format!(
                         "{t} local_id {local_id}: now holds id {other}, the record of local_id {owner} (no longer in the mirror), \
-                         and record {x}'s row is gone: {moved} this row's id was changed or row {owner} was \
+                         and record {x}'s row is gone; {moved}, and restsync cannot tell whether this row's id was changed or row {owner} was \
                          moved onto it (an OR REPLACE does either); nothing was pushed for ids {x} and {other}. If this row is \
                          record {x}: UPDATE {t} SET id = {x} WHERE local_id = {local_id} (record {x} then takes this row's \
                          values and record {other} is deleted upstream). If it is record {other} moved here: UPDATE {t} SET \
@@ -314,12 +314,14 @@ pub(super) fn desired_changes(
             Some(reason.clone())
         } else if let Some(owner) = moved_from {
             Some(format!(
-                "{t} local_id {l}: holds id {id}, which belongs to the row local_id {owner}; ids are upstream's and cannot \
-                 move between rows, so nothing was pushed for id {id}. Put each row's id back (row {owner} has id {id} \
-                 upstream); to change what a record holds, edit its values instead",
+                "{t} local_id {l}: holds id {id}, which belongs to the row local_id {owner}; {moved} (ids are \
+                 upstream's), so nothing was pushed for id {id}. Put each row's id back: UPDATE {t} SET id = {id} WHERE \
+                 local_id = {owner} (if two rows swapped ids, move one to a temporary id such as -1 first); to change \
+                 what a record holds, edit its values instead",
                 t = spec.table,
                 l = m.local_id,
-                id = b.id
+                id = b.id,
+                moved = journal::IDS_MOVED
             ))
         } else if !spec.can_update {
             Some(format!(

@@ -3190,7 +3190,29 @@ async fn upstream_edits_wait_while_rows_hold_swapped_ids() {
         )
     };
     env.exec(&swap(a, b));
-    assert_eq!(env.sync_once().await.code, 65);
+    // status sees the swap before any run: a person must put the ids back.
+    let status = env.restsync(&["status"]).await;
+    assert_eq!(status.code, 65, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("rows whose id was edited by hand: 2")
+            && status.stdout.contains(&format!("(id {a} -> {b})")),
+        "{}",
+        status.stdout
+    );
+    let run = env.sync_once().await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("UPDATE phone_numbers SET id = {a} WHERE")),
+        "{}",
+        run.stderr
+    );
+    let status = env.restsync(&["status"]).await;
+    assert!(
+        status.stdout.contains("put the ids right by hand") && !status.stdout.contains("journal drop"),
+        "{}",
+        status.stdout
+    );
     env.control
         .update(Kind::PhoneNumbers, b, json!({"description": "remote-b"}));
     assert_eq!(env.sync_once().await.code, 65);

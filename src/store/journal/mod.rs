@@ -321,7 +321,7 @@ pub fn sent_timeout(conn: &Connection, seq: i64) -> Result<Option<std::time::Dur
 
 /// In the `last_error` of a change refused because a row now holds another row's record
 /// (ids moved between rows): only a person can say which record the row is.
-pub const IDS_MOVED: &str = "restsync cannot tell whether";
+pub const IDS_MOVED: &str = "ids cannot move between rows";
 
 /// How a delete held by the mass-delete guard starts its `last_error`.
 pub const HELD_BY_GUARD: &str = "held by the mass-delete guard";
