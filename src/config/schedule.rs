@@ -52,8 +52,12 @@ pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
         *dow = crontab_day_of_week(dow).ok_or_else(|| format!("{s:?}: bad day-of-week field"))?;
     }
     let parse = |fields: &[String]| {
-        cron::Schedule::from_str(&fields.join(" "))
-            .map_err(|e| format!("{s:?} is not a valid cron schedule ({e})"))
+        cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
+            format!(
+                "{s:?} is not a valid cron schedule: {}",
+                cron_problem(&e.to_string())
+            )
+        })
     };
     let restricted = |f: Option<&String>| f.is_some_and(|f| f != "*" && f != "?");
     let parts = if restricted(fields.get(3)) && restricted(fields.get(5)) {
@@ -103,4 +107,15 @@ fn crontab_day_of_week(field: &str) -> Option<String> {
         out.push(converted);
     }
     Some(out.join(","))
+}
+
+/// The cron crate's message, shortly: without the echoed expression, and with its bound
+/// said as it is meant ("Hours must be less than 23" means 23 is the largest allowed).
+fn cron_problem(message: &str) -> String {
+    let last = message.lines().last().unwrap_or(message).trim();
+    last.replace("must be less than", "must be at most")
+        .trim_end_matches('.')
+        .replace(". (", " (")
+        .trim_end_matches(')')
+        .replace(" (", ", ")
 }

@@ -243,6 +243,12 @@ fn bad_cron_schedules_are_rejected() {
         &format!("{FIRSTLINE}\n[resources.addresses]\nschedule = \"* * *\"\n"),
         "resources.addresses.schedule",
     );
+    // The bound is the largest value allowed, said on one line.
+    let p = rejected_naming(
+        &format!("{FIRSTLINE}\n[sync]\nschedule = \"0 0 24 * * *\"\n"),
+        "sync.schedule",
+    );
+    assert!(p.contains("Hours must be at most 23") && !p.contains('\n'), "{p}");
 }
 
 #[test]
