@@ -21,22 +21,25 @@ pub fn lines(report: &CycleReport, code: i32) -> Vec<String> {
         "pending", "conflicts"
     )];
     for r in &report.resources {
-        let p = r.pulled.clone().unwrap_or_default();
+        // A walk that did not finish has no counts to show: "-", not a misleading 0.
+        let pulled = |f: fn(&crate::sync::PullStats) -> u64| {
+            r.pulled.as_ref().map_or("-".to_string(), |p| f(p).to_string())
+        };
         let s = &r.pushed;
         out.push(format!(
             "{:<14} {:>8} {:>6} |        {:>8} {:>7} {:>7} |        {:>7} {:>7} {:>7} | {:>6} {:>7} {:>9} | {}",
             r.resource.name(),
-            p.records,
-            p.pages,
-            p.inserted,
-            p.updated,
-            p.removed,
+            pulled(|p| p.records),
+            pulled(|p| p.pages),
+            pulled(|p| p.inserted),
+            pulled(|p| p.updated),
+            pulled(|p| p.removed),
             s.created,
             s.updated,
             s.deleted,
             s.failed,
             s.pending,
-            p.conflicts,
+            pulled(|p| p.conflicts),
             status(&r.outcome)
         ));
     }

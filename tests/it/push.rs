@@ -1962,6 +1962,14 @@ async fn an_empty_list_contradicted_by_get_is_an_anomaly_not_a_success() {
     assert_eq!(run.code, 75, "{}", run.stderr);
     assert!(run.stderr.contains("upstream anomaly"), "{}", run.stderr);
     assert_eq!(env.count("SELECT count(*) FROM phone_numbers"), before);
+    // The summary shows no walk counts for it, rather than a misleading 0.
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("phone_numbers") && l.split_whitespace().nth(1) == Some("-")),
+        "{}",
+        run.stdout
+    );
     assert_eq!(
         env.count("SELECT count(*) FROM sync_state WHERE resource = 'phone_numbers' AND last_error LIKE '%anomaly%'"),
         1
