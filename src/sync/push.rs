@@ -426,7 +426,8 @@ async fn execute_inner(ctx: &ResourceCtx, mut entry: Entry) -> Result<Executed, 
                         wait_ms = left.as_millis() as u64,
                         "the request may still be running upstream; waiting until it cannot land before anything else is sent for this record");
                     if !ctx.retry.pause(left).await {
-                        retry_later(ctx, &entry, &error, attempt, true).await?;
+                        // Stopping: the entry stays in flight, so the next start holds the
+                        // record until the request cannot land, as for a crash.
                         return Ok(Executed::Pending);
                     }
                 }

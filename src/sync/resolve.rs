@@ -46,10 +46,13 @@ fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// Entries found Sending belong to a process that is gone (one writer per database, and
 /// a reload lets requests finish): an abandoned create settles a request timeout after its
-/// attempt began; an abandoned update or delete is simply sent again.
+/// attempt began; an abandoned update or delete is sent again, but only once it can no
+/// longer land upstream (nothing is sent for the resource before then, so a newer edit is
+/// not overtaken by the older request arriving last).
 pub(super) async fn claim_abandoned(ctx: &ResourceCtx) -> Result<(), SyncError> {
     let resource = ctx.kind.name();
     let entries = ctx.db.call(move |s| journal::active(s.conn(), resource)).await?;
+    let mut hold_until = chrono::Utc::now();
     for e in entries.into_iter().filter(|e| e.stage == Stage::Sending) {
         let began = parse_time(&e.updated_at).unwrap_or_else(chrono::Utc::now);
         let seq = e.seq;
@@ -62,11 +65,24 @@ pub(super) async fn claim_abandoned(ctx: &ResourceCtx) -> Result<(), SyncError> 
         let settle = (began
             + chrono::Duration::from_std(timeout + ctx.settings.sync.list_lag).unwrap_or_default())
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if e.op != Op::Create {
+            hold_until = hold_until.max(began + chrono::Duration::from_std(timeout).unwrap_or_default());
+        }
         ctx.db
             .call(move |s| journal::advance(s.conn(), seq, &Event::Abandoned { settle_at: &settle }))
             .await?;
         tracing::info!(resource, seq, op = %e.op, local_id = e.local_id,
             "found a request interrupted before its answer came; it is resolved before anything is sent again");
+    }
+    let left = (hold_until - chrono::Utc::now()).to_std().unwrap_or_default();
+    if !left.is_zero() {
+        tracing::warn!(resource, wait_ms = left.as_millis() as u64,
+            "an interrupted update or delete may still land upstream; waiting until it cannot before sending anything");
+        if !ctx.retry.pause(left).await {
+            return Err(SyncError::Postponed(format!(
+                "{resource}: stopping while an interrupted request may still land; nothing sent"
+            )));
+        }
     }
     Ok(())
 }

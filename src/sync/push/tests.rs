@@ -193,3 +193,55 @@ async fn a_newer_edit_is_not_overtaken_by_an_update_a_gateway_answered_504() {
         "newer"
     );
 }
+
+/// An update cut off by a crash may still land: the next pass sends nothing for the
+/// resource until it cannot, so the newer edit made meanwhile is not overtaken by it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_edit_waits_out_an_update_cut_off_by_a_crash() {
+    let s = setup(10).await;
+    pull(&s.ctx()).await.unwrap();
+    let id = s.upstream_ids()[2];
+    s.engine
+        .db()
+        .call(move |st| {
+            let local_id: i64 =
+                st.conn()
+                    .query_row("SELECT local_id FROM phone_numbers WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+            st.write(|tx| {
+                let seq = journal::insert(
+                    tx,
+                    &journal::NewEntry {
+                        resource: "phone_numbers",
+                        op: Op::Update,
+                        local_id: Some(local_id),
+                        upstream_id: Some(id),
+                        payload: r#"{"description":"older"}"#,
+                        row_values: "{}",
+                    },
+                )?;
+                journal::advance(tx, seq, &Event::Send)?;
+                journal::set_sent_timeout(tx, seq, Duration::from_secs(2))?;
+                Ok(())
+            })?;
+            st.person().execute(
+                "UPDATE phone_numbers SET description = 'newer' WHERE id = ?1",
+                [id],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    push(&s.ctx()).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "sent after {:?}, while the cut-off request could still land",
+        started.elapsed()
+    );
+    assert_eq!(
+        s.sandbox.control().get(Kind::PhoneNumbers, id).unwrap()["description"],
+        "newer"
+    );
+}
