@@ -16,6 +16,9 @@
 CREATE TABLE edited_ids (
     resource TEXT NOT NULL,
     local_id INTEGER NOT NULL,
+    -- the id the row held before the edit (its record), so an UPDATE that also moved the
+    -- row to another local_id is still found as that record's row
+    old_id   INTEGER,
     PRIMARY KEY (resource, local_id)
 ) WITHOUT ROWID;
 

@@ -554,7 +554,18 @@ pub fn id_edit(conn: &Connection, spec: &ResourceSpec, base: &BaseRow) -> Result
         return Ok(None);
     };
     let Some(row) = mirror_by_local_id(conn, spec, local_id)? else {
-        return Ok(None);
+        // The row may have moved to another local_id in the same UPDATE that edited its id.
+        return match tracking::row_edited_from(conn, spec.table, base.id)? {
+            Some(moved) if moved != local_id => id_edit(
+                conn,
+                spec,
+                &BaseRow {
+                    local_id: Some(moved),
+                    ..base.clone()
+                },
+            ),
+            _ => Ok(None),
+        };
     };
     if row.id == Some(base.id) {
         return Ok(None);

@@ -66,7 +66,7 @@ fn mark_displaced_sql(table: &str, condition: &str) -> String {
 /// another or none now).
 fn remember_edited_sql(table: &str) -> String {
     format!(
-        "INSERT INTO edited_ids (resource, local_id) SELECT '{table}', NEW.local_id \
+        "INSERT INTO edited_ids (resource, local_id, old_id) SELECT '{table}', NEW.local_id, OLD.id \
          WHERE OLD.id IS NOT NULL AND NEW.id IS NOT OLD.id AND NOT EXISTS \
          (SELECT 1 FROM edited_ids WHERE resource = '{table}' AND local_id = NEW.local_id);"
     )
@@ -230,6 +230,15 @@ pub fn id_edited(conn: &Connection, resource: &str, local_id: i64) -> Result<boo
         .query_row(params![resource, local_id], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// The row whose id someone edited away from `old_id` by UPDATE (even if the same UPDATE
+/// gave it another local_id), if any.
+pub fn row_edited_from(conn: &Connection, resource: &str, old_id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT local_id FROM edited_ids WHERE resource = ?1 AND old_id = ?2 LIMIT 1")?
+        .query_row(params![resource, old_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// Tells a running daemon there is work (a person's `journal retry`, say).

@@ -234,6 +234,8 @@ pub(super) fn desired_changes(
     // A row whose `id` was edited (or cleared) by hand looks like a delete of its record
     // plus a row of unknown origin. `id` is upstream's: nothing is pushed for it.
     let mut id_edited: HashMap<i64, String> = HashMap::new();
+    // The same refusals by the record the row held: its delete is refused with them.
+    let mut record_edited: HashMap<i64, String> = HashMap::new();
     for b in &changes.deletes {
         match mirror::id_edit(tx, spec, b)? {
             // The row now holds another known record whose own row is gone: either this
@@ -260,6 +262,7 @@ pub(super) fn desired_changes(
                         moved = journal::IDS_MOVED
                     ),
                 );
+                record_edited.insert(b.id, id_edited[&local_id].clone());
             }
             Some(IdEdit::Edited { local_id, now }) => {
                 let now = now.map_or("NULL".to_string(), |i| i.to_string());
@@ -272,6 +275,7 @@ pub(super) fn desired_changes(
                         spec.table, b.id, spec.table, b.id
                     ),
                 );
+                record_edited.insert(b.id, id_edited[&local_id].clone());
             }
             None => {}
         }
@@ -353,7 +357,7 @@ pub(super) fn desired_changes(
             upstream_id: Some(b.id),
             payload: "{}".into(),
             row_values: spec.values_to_json(&b.values),
-            rejected: b.local_id.and_then(|l| id_edited.get(&l).cloned()).or_else(|| {
+            rejected: record_edited.get(&b.id).cloned().or_else(|| {
                 (!spec.can_delete).then(|| {
                     format!(
                         "{} id {}: the row was deleted, but the upstream cannot delete {} records (its definition's \

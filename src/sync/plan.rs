@@ -261,7 +261,13 @@ pub async fn plan(ctx: &ResourceCtx) -> Result<Plan, SyncError> {
                 );
                 match e.stage.needs_human() {
                     true => plan.failed.push(line),
-                    false => plan.notes.push(line),
+                    // Being settled: the cycle leaves it for a later run (75), unless its
+                    // walk finds the record it made (noted above) and adopts it.
+                    false => {
+                        let adopted = format!("journal {}'s create", e.seq);
+                        plan.upstream_unsettled |= !plan.notes.iter().any(|n| n.contains(&adopted));
+                        plan.notes.push(line)
+                    }
                 }
             }
             Some(e) if entry_stays(e, d) && e.stage == Stage::Failed => plan.failed.push(format!(

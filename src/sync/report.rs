@@ -176,8 +176,8 @@ pub struct Plan {
     /// A guard would refuse part of the cycle (the cycle would need a person).
     #[serde(skip)]
     pub guard_would_refuse: bool,
-    /// Upstream looked unsettled (an anomaly of its list, churn during the walk): the cycle
-    /// would leave work for a later run (75).
+    /// The cycle would leave work for a later run (75): upstream looked unsettled (an
+    /// anomaly of its list, churn during the walk), or a change's outcome is being settled.
     #[serde(skip)]
     pub upstream_unsettled: bool,
     /// Records the walk would add to the base snapshots: the guards' counts grow by these
