@@ -130,17 +130,15 @@ fn written(m: &Measured) -> u64 {
 
 /// The floor: fetch the same pages (same concurrency), parse them, bulk insert the rows
 /// into SQLite, with nothing else.
-/// The least a walk costs: every page fetched (same concurrency) and parsed, nothing
-/// written. Neither API can list only what changed, so a cycle that sees upstream's state
-/// pays at least this.
-async fn fetch_floor(bench: &Bench, rows: usize) -> f64 {
-    let started = Instant::now();
+/// Every page of the phone numbers, fetched 4 at a time by a minimal client and parsed into
+/// `Value`, in order: the floors' shared input.
+fn floor_pages(bench: &Bench, rows: usize) -> impl futures::Stream<Item = serde_json::Value> {
+    use futures::StreamExt;
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/phone-number", bench.sandbox.firstline_url());
     let token = format!("Bearer {}", bench.opts.firstline_token);
-    use futures::StreamExt;
-    let mut stream = futures::stream::iter(1..=rows.div_ceil(100))
-        .map(|p| {
+    futures::stream::iter(1..=rows.div_ceil(100))
+        .map(move |p| {
             let (client, url, token) = (client.clone(), url.clone(), token.clone());
             tokio::spawn(async move {
                 let body = client
@@ -153,25 +151,32 @@ async fn fetch_floor(bench: &Bench, rows: usize) -> f64 {
                     .bytes()
                     .await
                     .expect("body");
-                serde_json::from_slice::<serde_json::Value>(&body).expect("json")["data"]
-                    .as_array()
-                    .map_or(0, Vec::len)
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json")
             })
         })
-        .buffered(4);
+        .buffered(4)
+        .map(|page| page.expect("task"))
+}
+
+/// The least a walk costs: every page fetched (same concurrency) and parsed, nothing
+/// written. Neither API can list only what changed, so a cycle that sees upstream's state
+/// pays at least this.
+async fn fetch_floor(bench: &Bench, rows: usize) -> f64 {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let mut pages = std::pin::pin!(floor_pages(bench, rows));
     let mut records = 0;
-    while let Some(n) = stream.next().await {
-        records += n.expect("task");
+    while let Some(page) = pages.next().await {
+        records += page["data"].as_array().map_or(0, Vec::len);
     }
     assert_eq!(records, rows, "fetch floor saw every record");
     started.elapsed().as_secs_f64()
 }
 
 async fn floor(bench: &Bench, rows: usize) -> f64 {
+    use futures::StreamExt;
     let db = bench.dir.path().join("floor.db");
     let started = Instant::now();
-    let client = reqwest::Client::new();
-    let pages = rows.div_ceil(100);
     let conn = Connection::open(&db).expect("floor db");
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
@@ -179,30 +184,8 @@ async fn floor(bench: &Bench, rows: usize) -> f64 {
                         description TEXT, profile_id INTEGER, raw TEXT)",
     )
     .expect("schema");
-    let url = format!("{}/api/v1/phone-number", bench.sandbox.firstline_url());
-    let token = format!("Bearer {}", bench.opts.firstline_token);
-    use futures::StreamExt;
-    let mut stream = futures::stream::iter(1..=pages)
-        .map(|p| {
-            let (client, url, token) = (client.clone(), url.clone(), token.clone());
-            tokio::spawn(async move {
-                let body = client
-                    .get(&url)
-                    .query(&[("page", p.to_string()), ("per_page", "100".to_string())])
-                    .header("Authorization", token)
-                    .send()
-                    .await
-                    .expect("page")
-                    .bytes()
-                    .await
-                    .expect("body");
-                let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-                v
-            })
-        })
-        .buffered(4);
+    let mut stream = std::pin::pin!(floor_pages(bench, rows));
     while let Some(page) = stream.next().await {
-        let page = page.expect("task");
         let tx = conn.unchecked_transaction().expect("tx");
         {
             let mut stmt = tx

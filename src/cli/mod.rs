@@ -88,8 +88,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Exit 2 when the next cycle would change something, 0 when it would not, 65 when
-        /// it would refuse or hold a change that needs a person (errors keep their codes:
-        /// 1, 75, 78).
+        /// it would refuse or hold a change that needs a person, 75 when it would leave work
+        /// for a later run (upstream unsettled, an outcome being settled); errors keep their
+        /// codes (1, 75, 78).
         #[arg(long)]
         detailed_exitcode: bool,
     },
@@ -180,7 +181,8 @@ pub enum ResourcesAction {
 pub enum ConflictsAction {
     /// Put the losing value of a conflict back into the mirror row (for a record deleted
     /// upstream, the row comes back with id NULL and is created again); the next sync pushes
-    /// it. Refused when the row changed since, naming what changed.
+    /// it. Refused when the row changed since, naming what changed, and when the conflict
+    /// was restored already.
     Restore {
         /// Conflict number (seq), from `restsync conflicts`.
         seq: i64,
@@ -198,8 +200,9 @@ pub enum JournalAction {
         all: bool,
     },
     /// Give up a change: marks the entry superseded and restores the local row from its
-    /// base snapshot (the last state known upstream); for a create, which has no snapshot,
-    /// deletes the local row.
+    /// base snapshot (the last state known upstream; a row whose id was edited gets it back
+    /// in place); for a create, which has no snapshot, deletes the local row. Refused when
+    /// the row changed since the entry or ids moved between rows.
     Drop {
         /// Journal entry (seq).
         #[arg(required_unless_present = "all")]

@@ -88,6 +88,18 @@ impl Setup {
         ids
     }
 
+    /// Runs `sql` as a person would (tracking on), in its own transaction.
+    pub(crate) async fn person(&self, sql: String) {
+        self.engine
+            .db()
+            .call(move |st| {
+                st.person().execute_batch(&sql)?;
+                Ok(())
+            })
+            .await
+            .unwrap()
+    }
+
     pub(crate) fn upstream_ids(&self) -> Vec<i64> {
         let mut ids = self.sandbox.control().ids(Kind::PhoneNumbers);
         ids.sort_unstable();

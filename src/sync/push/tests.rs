@@ -112,18 +112,7 @@ async fn an_id_edited_while_its_update_is_in_flight_deletes_nothing() {
     let s = setup(10).await;
     pull(&s.ctx()).await.unwrap();
     let id = s.upstream_ids()[3];
-    let person = |sql: String| {
-        let db = s.engine.db().clone();
-        async move {
-            db.call(move |st| {
-                st.person().execute_batch(&sql)?;
-                Ok(())
-            })
-            .await
-            .unwrap()
-        }
-    };
-    person(format!(
+    s.person(format!(
         "UPDATE phone_numbers SET description = 'in flight' WHERE id = {id}"
     ))
     .await;
@@ -138,7 +127,8 @@ async fn an_id_edited_while_its_update_is_in_flight_deletes_nothing() {
     let ctx = s.ctx();
     let pushing = tokio::spawn(async move { push(&ctx).await.map(|(stats, _)| stats) });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    person(format!("UPDATE phone_numbers SET id = 66666 WHERE id = {id}")).await;
+    s.person(format!("UPDATE phone_numbers SET id = 66666 WHERE id = {id}"))
+        .await;
     assert_eq!(pushing.await.unwrap().unwrap().updated, 1);
     let (stats, _) = push(&s.ctx()).await.unwrap();
     assert_eq!((stats.deleted, stats.created), (0, 0), "{stats:?}");
@@ -157,17 +147,6 @@ async fn a_newer_edit_is_not_overtaken_by_an_update_a_gateway_answered_504() {
     let s = setup(10).await;
     pull(&s.ctx()).await.unwrap();
     let id = s.upstream_ids()[1];
-    let person = |sql: String| {
-        let db = s.engine.db().clone();
-        async move {
-            db.call(move |st| {
-                st.person().execute_batch(&sql)?;
-                Ok(())
-            })
-            .await
-            .unwrap()
-        }
-    };
     let control = s.sandbox.control();
     control.push_scripted(ScriptedFault {
         method: Some("PUT".into()),
@@ -176,12 +155,12 @@ async fn a_newer_edit_is_not_overtaken_by_an_update_a_gateway_answered_504() {
         action: FaultAction::GatewayTimeout(1500),
         times: 1,
     });
-    person(format!(
+    s.person(format!(
         "UPDATE phone_numbers SET description = 'older' WHERE id = {id}"
     ))
     .await;
     push(&s.ctx()).await.unwrap();
-    person(format!(
+    s.person(format!(
         "UPDATE phone_numbers SET description = 'newer' WHERE id = {id}"
     ))
     .await;
